@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: installs dependencies, builds (CUDA code too when nvcc is present), checks the
+# formatting, runs every GoogleTest suite through ctest (GPU tests skip without a GPU) and the fuzzers
+# for a bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/build.sh
+BUILD_DIR=${BUILD_DIR:-build}
+cmake --build "$BUILD_DIR" --target format-check
+(cd "$BUILD_DIR" && ctest --output-on-failure -j"$(nproc)" --timeout 900)
+if [ -x tools/fuzz.sh ]; then bash tools/fuzz.sh 60; fi
