@@ -1,0 +1,158 @@
+// Weight x activation products. The reference dequantises each weight row and accumulates in double; the fast
+// path quantises the (gathered) activations once, then walks tiles of weight rows, running every token over a
+// tile while it is in cache, with rows (or, for small matrices, tokens) split over the thread pool.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/error.h"
+#include "kernels/quant.h"
+#include "kernels/vec_dot.h"
+
+namespace moerig::kernels {
+namespace {
+
+// Rows per tile: 16 rows of a 4096-wide Q4_K matrix are 36 KiB, so a tile stays in L2 across tokens.
+constexpr int64_t kRowTile = 16;
+
+void check_view(const WeightView& w, const char* what) {
+    MOERIG_CHECK(w.rows >= 0 && w.cols >= 0, ConfigError, "{}: negative weight shape {}x{}", what, w.rows, w.cols);
+    const auto& t = dtype_traits(w.type);
+    MOERIG_CHECK(w.cols % t.block_elems == 0, ConfigError,
+                 "{}: {} weight has {} columns, expected a multiple of its block size {}", what, t.name, w.cols,
+                 t.block_elems);
+    MOERIG_CHECK(w.rows <= 1 || w.row_stride_bytes >= row_bytes(w.type, w.cols), ConfigError,
+                 "{}: row stride {} bytes is below the {} bytes of one {}-column {} row", what, w.row_stride_bytes,
+                 row_bytes(w.type, w.cols), w.cols, t.name);
+    MOERIG_CHECK(can_matmul(w.type), UnsupportedError, "{}: weight type {} is not supported", what, t.name);
+}
+
+void check_io(const WeightView& w, const TokenRows& io, const char* what) {
+    MOERIG_CHECK(io.num_tokens >= 0, ConfigError, "{}: negative token count {}", what, io.num_tokens);
+    MOERIG_CHECK(io.x_stride >= w.cols || io.num_tokens <= 1, ConfigError,
+                 "{}: x row stride {} is below the {} weight columns", what, io.x_stride, w.cols);
+    MOERIG_CHECK(io.y_stride >= w.rows || io.num_tokens <= 1, ConfigError,
+                 "{}: y row stride {} is below the {} weight rows", what, io.y_stride, w.rows);
+}
+
+inline const float* x_row(const TokenRows& io, int64_t t) {
+    return io.x + (io.x_rows ? io.x_rows[t] : t) * io.x_stride;
+}
+inline float* y_row(const TokenRows& io, int64_t t) { return io.y + (io.y_rows ? io.y_rows[t] : t) * io.y_stride; }
+
+TokenRows dense_io(const WeightView& w, const float* x, int64_t num_tokens, float* y) {
+    TokenRows io;
+    io.x = x;
+    io.x_stride = w.cols;
+    io.y = y;
+    io.y_stride = w.rows;
+    io.num_tokens = num_tokens;
+    return io;
+}
+
+}  // namespace
+
+WeightView WeightView::dense(DType type, int64_t rows, int64_t cols, const void* data) {
+    return WeightView{type, rows, cols, data, row_bytes(type, cols)};
+}
+
+WeightView WeightView::expert(DType type, int64_t rows, int64_t cols, const void* data, int64_t expert_idx) {
+    const size_t stride = row_bytes(type, cols);
+    return WeightView{type, rows, cols, static_cast<const char*>(data) + stride * rows * expert_idx, stride};
+}
+
+WeightView WeightView::slice_rows(int64_t row_begin, int64_t row_end) const {
+    MOERIG_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= rows, ConfigError,
+                 "slice_rows: [{}, {}) is outside the {} rows of the weight", row_begin, row_end, rows);
+    return WeightView{type, row_end - row_begin, cols, row(row_begin), row_stride_bytes};
+}
+
+bool can_matmul(DType type) { return vec_dot_fn(type, true) != nullptr && type != DType::Q8_K; }
+
+float vec_dot(DType type, const void* w_row, const void* x_quant, int64_t n) {
+    VecDotFn fn = vec_dot_fn(type);
+    MOERIG_CHECK(fn != nullptr, UnsupportedError, "vec_dot: weight type {} is not supported", dtype_name(type));
+    return fn(w_row, x_quant, n);
+}
+
+float vec_dot_scalar(DType type, const void* w_row, const void* x_quant, int64_t n) {
+    VecDotFn fn = vec_dot_fn(type, true);
+    MOERIG_CHECK(fn != nullptr, UnsupportedError, "vec_dot: weight type {} is not supported", dtype_name(type));
+    return fn(w_row, x_quant, n);
+}
+
+void matmul_ref(const WeightView& w, const TokenRows& io) {
+    check_view(w, "matmul_ref");
+    check_io(w, io, "matmul_ref");
+    std::vector<float> wrow(w.cols);
+    for (int64_t r = 0; r < w.rows; ++r) {
+        dequantize_row(w.type, w.row(r), wrow.data(), w.cols);
+        for (int64_t t = 0; t < io.num_tokens; ++t) {
+            const float* x = x_row(io, t);
+            double sum = 0;
+            for (int64_t c = 0; c < w.cols; ++c) sum += static_cast<double>(wrow[c]) * x[c];
+            y_row(io, t)[r] = static_cast<float>(sum);
+        }
+    }
+}
+
+void matmul_ref(const WeightView& w, const float* x, int64_t num_tokens, float* y) {
+    matmul_ref(w, dense_io(w, x, num_tokens, y));
+}
+
+void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
+    check_view(w, "matmul");
+    check_io(w, io, "matmul");
+    if (io.num_tokens == 0 || w.rows == 0) return;
+    const DType act_type = activation_type(w.type);
+    const VecDotFn dot = vec_dot_fn(w.type);
+    const int64_t num_tokens = io.num_tokens;
+
+    // Activations in the dot product's type, one packed row per token (float weights read x in place).
+    const size_t act_bytes = row_bytes(act_type, w.cols);
+    thread_local std::vector<uint8_t> act_buf;
+    std::vector<const void*> act_rows(num_tokens);
+    if (act_type == DType::F32) {
+        for (int64_t t = 0; t < num_tokens; ++t) act_rows[t] = x_row(io, t);
+    } else {
+        if (act_buf.size() < act_bytes * num_tokens) act_buf.resize(act_bytes * num_tokens);
+        uint8_t* base = act_buf.data();
+        auto quantize = [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t) quantize_row(act_type, x_row(io, t), base + act_bytes * t, w.cols);
+        };
+        if (num_tokens >= 4) {
+            pool.parallel_for(num_tokens, quantize);
+        } else {
+            quantize(0, num_tokens, 0);
+        }
+        for (int64_t t = 0; t < num_tokens; ++t) act_rows[t] = base + act_bytes * t;
+    }
+
+    const int64_t cols = w.cols;
+    auto run_block = [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+        for (int64_t rt = r0; rt < r1; rt += kRowTile) {
+            const int64_t rt_end = std::min(r1, rt + kRowTile);
+            for (int64_t t = t0; t < t1; ++t) {
+                float* y = y_row(io, t);
+                const void* xq = act_rows[t];
+                for (int64_t r = rt; r < rt_end; ++r) y[r] = dot(w.row(r), xq, cols);
+            }
+        }
+    };
+    const int64_t num_threads = pool.num_threads();
+    if (w.rows >= kRowTile * num_threads || num_tokens < num_threads) {
+        // Rows split on tile boundaries when there are enough tiles for every thread.
+        const int64_t grain = w.rows >= kRowTile * num_threads ? kRowTile : 1;
+        pool.parallel_for(
+            w.rows, [&](int64_t r0, int64_t r1, int) { run_block(r0, r1, 0, num_tokens); }, grain);
+    } else {
+        pool.parallel_for(num_tokens, [&](int64_t t0, int64_t t1, int) { run_block(0, w.rows, t0, t1); });
+    }
+}
+
+void matmul(const WeightView& w, const float* x, int64_t num_tokens, float* y, ThreadPool& pool) {
+    matmul(w, dense_io(w, x, num_tokens, y), pool);
+}
+
+}  // namespace moerig::kernels

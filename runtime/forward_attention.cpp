@@ -1,0 +1,196 @@
+// Attention step of the forward pass: grouped-query attention (Llama/Mixtral, Qwen-MoE, OLMoE) and
+// DeepSeek's multi-head latent attention in llama.cpp's absorbed form (one latent K/V row per token,
+// queries mapped into the latent space through wk_b, outputs back through wv_b).
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/error.h"
+#include "kernels/ops.h"
+#include "kernels/rope.h"
+#include "runtime/model.h"
+
+namespace moerig::runtime {
+
+namespace {
+
+kernels::RopeParams rope_params(const ModelHParams& hp, const float* freq_factors) {
+    kernels::RopeParams p;
+    p.n_dims = hp.n_rot;
+    p.neox = hp.rope_type == RopeType::kNeox;
+    p.freq_base = hp.rope_freq_base;
+    p.freq_scale = hp.rope_freq_scale;
+    p.ext_factor = hp.yarn_ext_factor;
+    p.attn_factor = hp.yarn_attn_factor;
+    p.beta_fast = hp.yarn_beta_fast;
+    p.beta_slow = hp.yarn_beta_slow;
+    p.n_ctx_orig = hp.rope_n_ctx_orig;
+    p.freq_factors = freq_factors;
+    return p;
+}
+
+void add_bias(float* y, const float* bias, int64_t num_tokens, int64_t n) {
+    if (!bias) return;
+    for (int64_t t = 0; t < num_tokens; ++t) kernels::add(y + t * n, bias, y + t * n, n);
+}
+
+}  // namespace
+
+void Model::attention(int64_t layer_idx, float* x, int64_t num_tokens, int64_t n_past, KvCache& kv,
+                      kernels::ThreadPool& pool) const {
+    const auto& hp = hparams_;
+    MOERIG_CHECK(n_past + num_tokens <= kv.capacity(), ConfigError,
+                 "context full: {} cached + {} new tokens exceed the context of {} positions", n_past, num_tokens,
+                 kv.capacity());
+    const auto& l = weights_.layers.at(static_cast<size_t>(layer_idx));
+    const int64_t n = num_tokens * hp.n_embd;
+    std::vector<float> xn(static_cast<size_t>(n)), out(static_cast<size_t>(n));
+    kernels::rms_norm_rows(x, l.attn_norm, xn.data(), num_tokens, hp.n_embd, hp.rms_eps);
+    if (hp.is_mla()) {
+        attention_mla(layer_idx, xn.data(), out.data(), num_tokens, n_past, kv, pool);
+    } else {
+        attention_gqa(layer_idx, xn.data(), out.data(), num_tokens, n_past, kv, pool);
+    }
+    kernels::add(x, out.data(), x, n);
+}
+
+void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,
+                          KvCache& kv, kernels::ThreadPool& pool) const {
+    const auto& hp = hparams_;
+    const auto& l = weights_.layers[static_cast<size_t>(layer_idx)];
+    const int64_t hd = hp.head_dim_k, hdv = hp.head_dim_v;
+    const int64_t q_dim = hp.n_head * hd, k_dim = hp.n_head_kv * hd, v_dim = hp.n_head_kv * hdv;
+    std::vector<float> q(static_cast<size_t>(num_tokens * q_dim)), k(static_cast<size_t>(num_tokens * k_dim)),
+        v(static_cast<size_t>(num_tokens * v_dim));
+    kernels::matmul(l.wq, xn, num_tokens, q.data(), pool);
+    kernels::matmul(l.wk, xn, num_tokens, k.data(), pool);
+    kernels::matmul(l.wv, xn, num_tokens, v.data(), pool);
+    add_bias(q.data(), l.bq, num_tokens, q_dim);
+    add_bias(k.data(), l.bk, num_tokens, k_dim);
+    add_bias(v.data(), l.bv, num_tokens, v_dim);
+    if (hp.arch == Arch::kQwen3Moe) {  // per-head RMS norm of q and k, before RoPE
+        kernels::rms_norm_rows(q.data(), l.q_norm, q.data(), num_tokens * hp.n_head, hd, hp.rms_eps);
+        kernels::rms_norm_rows(k.data(), l.k_norm, k.data(), num_tokens * hp.n_head_kv, hd, hp.rms_eps);
+    } else if (hp.arch == Arch::kOlmoe) {  // RMS norm over the whole q and k vectors
+        kernels::rms_norm_rows(q.data(), l.q_norm, q.data(), num_tokens, q_dim, hp.rms_eps);
+        kernels::rms_norm_rows(k.data(), l.k_norm, k.data(), num_tokens, k_dim, hp.rms_eps);
+    }
+    std::vector<int32_t> pos(static_cast<size_t>(num_tokens));
+    for (int64_t t = 0; t < num_tokens; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
+    const auto rp = rope_params(hp, weights_.rope_freqs);
+    kernels::rope(rp, q.data(), num_tokens, hp.n_head, q_dim, hd, pos.data());
+    kernels::rope(rp, k.data(), num_tokens, hp.n_head_kv, k_dim, hd, pos.data());
+    for (int64_t t = 0; t < num_tokens; ++t) {
+        std::copy_n(k.data() + t * k_dim, k_dim, kv.k(layer_idx, n_past + t));
+        std::copy_n(v.data() + t * v_dim, v_dim, kv.v(layer_idx, n_past + t));
+    }
+
+    kernels::AttentionParams ap;
+    ap.num_heads = hp.n_head;
+    ap.num_kv_heads = hp.n_head_kv;
+    ap.head_dim = hd;
+    ap.v_head_dim = hdv;
+    ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> att(static_cast<size_t>(num_tokens * hp.n_head * hdv));
+    kernels::AttentionIo io;
+    io.q = q.data();
+    io.q_token_stride = q_dim;
+    io.q_head_stride = hd;
+    io.k = kv.k(layer_idx, 0);
+    io.k_token_stride = kv.k_row();
+    io.k_head_stride = hd;
+    io.v = kv.v(layer_idx, 0);
+    io.v_token_stride = kv.v_row();
+    io.v_head_stride = hdv;
+    io.out = att.data();
+    io.out_token_stride = hp.n_head * hdv;
+    io.out_head_stride = hdv;
+    io.num_tokens = num_tokens;
+    io.kv_len = n_past + num_tokens;
+    io.positions = pos.data();
+    kernels::attention(ap, io, pool);
+    kernels::matmul(l.wo, att.data(), num_tokens, out, pool);
+}
+
+void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,
+                          KvCache& kv, kernels::ThreadPool& pool) const {
+    const auto& hp = hparams_;
+    const auto& l = weights_.layers[static_cast<size_t>(layer_idx)];
+    const int64_t n_head = hp.n_head, hk = hp.head_dim_k, hv = hp.head_dim_v, nope = hp.qk_nope_dim;
+    const int64_t rank = hp.kv_lora_rank, n_rot = hp.n_rot, lat = rank + n_rot;
+    const int64_t q_dim = n_head * hk;
+
+    std::vector<float> q(static_cast<size_t>(num_tokens * q_dim));
+    if (l.wq_a.data) {
+        std::vector<float> qa(static_cast<size_t>(num_tokens * hp.q_lora_rank));
+        kernels::matmul(l.wq_a, xn, num_tokens, qa.data(), pool);
+        kernels::rms_norm_rows(qa.data(), l.q_a_norm, qa.data(), num_tokens, hp.q_lora_rank, hp.rms_eps);
+        kernels::matmul(l.wq_b, qa.data(), num_tokens, q.data(), pool);
+    } else {
+        kernels::matmul(l.wq, xn, num_tokens, q.data(), pool);
+    }
+    std::vector<float> kvc(static_cast<size_t>(num_tokens * lat));
+    kernels::matmul(l.wkv_a_mqa, xn, num_tokens, kvc.data(), pool);
+
+    std::vector<int32_t> pos(static_cast<size_t>(num_tokens));
+    for (int64_t t = 0; t < num_tokens; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
+    const auto rp = rope_params(hp, nullptr);
+    // q_pe sits after q_nope in each head; k_pe after the latent in each row.
+    kernels::rope(rp, q.data() + nope, num_tokens, n_head, q_dim, hk, pos.data());
+    kernels::rope(rp, kvc.data() + rank, num_tokens, 1, lat, lat, pos.data());
+    for (int64_t t = 0; t < num_tokens; ++t) {
+        float* row = kvc.data() + t * lat;
+        kernels::rms_norm(row, l.kv_a_norm, row, rank, hp.rms_eps);
+        std::copy_n(row, lat, kv.k(layer_idx, n_past + t));
+    }
+
+    // Absorbed queries: [wk_b[h] q_nope[h] (rank) | q_pe[h] (n_rot)] per head.
+    const int64_t qa_dim = n_head * lat;
+    std::vector<float> qa(static_cast<size_t>(num_tokens * qa_dim));
+    for (int64_t h = 0; h < n_head; ++h) {
+        kernels::TokenRows io{q.data() + h * hk, q_dim, nullptr, qa.data() + h * lat, qa_dim, nullptr, num_tokens};
+        kernels::matmul(l.wk_b[static_cast<size_t>(h)], io, pool);
+        for (int64_t t = 0; t < num_tokens; ++t) {
+            std::copy_n(q.data() + t * q_dim + h * hk + nope, n_rot, qa.data() + t * qa_dim + h * lat + rank);
+        }
+    }
+
+    float mscale = 1.f;
+    if (hp.rope_yarn && hp.rope_freq_scale != 1.f) {
+        mscale = 1.f + 0.1f * hp.yarn_log_mul * std::log(1.f / hp.rope_freq_scale);
+    }
+    kernels::AttentionParams ap;
+    ap.num_heads = n_head;
+    ap.num_kv_heads = 1;
+    ap.head_dim = lat;
+    ap.v_head_dim = rank;
+    ap.scale = mscale * mscale / std::sqrt(static_cast<float>(hk));
+    std::vector<float> att(static_cast<size_t>(num_tokens * n_head * rank));
+    kernels::AttentionIo io;
+    io.q = qa.data();
+    io.q_token_stride = qa_dim;
+    io.q_head_stride = lat;
+    io.k = kv.k(layer_idx, 0);
+    io.k_token_stride = kv.k_row();
+    io.k_head_stride = 0;
+    io.v = io.k;  // V is the latent: the first `rank` values of each K row
+    io.v_token_stride = kv.k_row();
+    io.v_head_stride = 0;
+    io.out = att.data();
+    io.out_token_stride = n_head * rank;
+    io.out_head_stride = rank;
+    io.num_tokens = num_tokens;
+    io.kv_len = n_past + num_tokens;
+    io.positions = pos.data();
+    kernels::attention(ap, io, pool);
+
+    std::vector<float> o(static_cast<size_t>(num_tokens * n_head * hv));
+    for (int64_t h = 0; h < n_head; ++h) {
+        kernels::TokenRows io_v{att.data() + h * rank, n_head * rank, nullptr, o.data() + h * hv, n_head * hv,
+                                nullptr, num_tokens};
+        kernels::matmul(l.wv_b[static_cast<size_t>(h)], io_v, pool);
+    }
+    kernels::matmul(l.wo, o.data(), num_tokens, out, pool);
+}
+
+}  // namespace moerig::runtime

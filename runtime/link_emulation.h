@@ -1,0 +1,88 @@
+// Link emulation for virtual cards: each card hangs off the host by a PCIe link (generation x lanes),
+// with or without P2P. Card-to-card messages either cross both links cut-through (P2P) or are staged
+// through host memory (store and forward: two crossings). Modelled time is computed exactly from
+// byte counts with per-rank virtual clocks, so it never depends on thread timing.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace moerig::runtime {
+
+/// One card's link to the host.
+struct LinkSpec {
+    int pcie_gen = 3;          ///< 1..5
+    int lanes = 16;            ///< 1, 4, 8, 16
+    bool p2p = false;          ///< GPUDirect P2P with other P2P cards
+    double latency_s = 10e-6;  ///< per message, added on arrival
+
+    /// Bytes per second per direction: lanes x per-lane rate (gen1 0.25, gen2 0.5, gen3 0.985,
+    /// gen4 1.97, gen5 3.94 GB/s).
+    double bytes_per_s() const;
+    std::string describe() const;  ///< "PCIe 3.0 x1, staged via host"
+};
+
+/// Per-lane, per-direction PCIe rate in bytes/s for a generation (throws ConfigError outside 1..5).
+double pcie_lane_bytes_per_s(int pcie_gen);
+
+/// One message src → dst as the model sees it.
+struct LinkMessage {
+    int src_rank = 0;
+    int dst_rank = 0;
+    size_t num_bytes = 0;
+};
+
+/// The rig's links and the virtual-clock model. Not thread-safe by itself: LocalCommunicator calls it
+/// under its own lock, in an order fixed by rank numbers.
+class LinkEmulation {
+  public:
+    /// sleep: make wall-clock time follow modelled time (for demos); tests leave it off.
+    explicit LinkEmulation(std::vector<LinkSpec> links, bool sleep = false);
+
+    int num_cards() const { return static_cast<int>(links_.size()); }
+    const LinkSpec& link(int rank) const { return links_.at(rank); }
+    bool sleeps() const { return sleep_; }
+    /// True when src → dst goes cut-through (both cards P2P); otherwise staged through host memory.
+    bool direct(int src_rank, int dst_rank) const;
+
+    /// Time for one message alone on idle links: latency + bytes/min(bw) (direct) or
+    /// latency + bytes/bw_src + bytes/bw_dst (staged).
+    double message_s(int src_rank, int dst_rank, size_t num_bytes) const;
+
+    /// Sender side of a group: the messages occupy src's uplink one after another, starting no earlier
+    /// than src's clock. Returns per message when its first and last byte left src.
+    struct Departure {
+        double up_start = 0;
+        double up_end = 0;
+    };
+    std::vector<Departure> depart(int src_rank, const std::vector<LinkMessage>& messages);
+
+    /// Receiver side: messages (in src-rank order, with their departures) occupy dst's downlink, no
+    /// earlier than start_s (dst's clock when its group began). Returns the last arrival (+ latency),
+    /// or start_s when there are none.
+    double arrive(int dst_rank, double start_s, const std::vector<LinkMessage>& messages,
+                  const std::vector<Departure>& departures);
+
+    /// Moves rank's clock forward to t_s (never back); returns how far it moved.
+    double advance_to(int rank, double t_s);
+
+    /// Aligns a set of ranks' clocks to their maximum (a barrier).
+    void align(const std::vector<int>& ranks);
+
+    double clock_s(int rank) const { return clock_s_.at(rank); }
+    /// Busy seconds of a card's uplink / downlink so far.
+    double up_busy_s(int rank) const { return up_busy_s_.at(rank); }
+    double down_busy_s(int rank) const { return down_busy_s_.at(rank); }
+
+  private:
+    std::vector<LinkSpec> links_;
+    bool sleep_;
+    std::vector<double> clock_s_;
+    std::vector<double> up_free_s_;
+    std::vector<double> down_free_s_;
+    std::vector<double> up_busy_s_;
+    std::vector<double> down_busy_s_;
+};
+
+}  // namespace moerig::runtime

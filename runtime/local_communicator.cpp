@@ -1,0 +1,256 @@
+// LocalCommunicator: mailboxes per ordered rank pair under one mutex; payloads are copied outside the
+// lock, straight from the sender's buffer, which stays valid until the receiver has taken it.
+#include "runtime/local_communicator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "kernels/error.h"
+
+namespace moerig::runtime {
+
+/// State shared by the ranks of one local communicator.
+class LocalWorld {
+  public:
+    struct Posted {
+        const void* data = nullptr;
+        size_t num_bytes = 0;
+        LinkEmulation::Departure departure;
+        bool popped = false;  // a receiver is copying it (outside the lock)
+        bool taken = false;
+    };
+
+    LocalWorld(int num_ranks, std::shared_ptr<LinkEmulation> links)
+        : num_ranks_(num_ranks), links_(std::move(links)), mailboxes_(num_ranks * num_ranks) {}
+
+    int num_ranks_;
+    std::shared_ptr<LinkEmulation> links_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::deque<Posted*>> mailboxes_;  // [src * num_ranks + dst], in issue order
+    bool aborted_ = false;
+    std::string abort_reason_;
+    int barrier_count_ = 0;
+    uint64_t barrier_generation_ = 0;
+
+    void throw_if_aborted(int rank) const {
+        if (aborted_) MOERIG_THROW(Error, "communicator rank {}: aborted ({})", rank, abort_reason_);
+    }
+    void abort_locked(const std::string& reason) {
+        if (!aborted_) {
+            aborted_ = true;
+            abort_reason_ = reason;
+        }
+        cv_.notify_all();
+    }
+};
+
+LocalCommunicator::LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank) : world_(std::move(world)), rank_(rank) {}
+
+int LocalCommunicator::size() const { return world_->num_ranks_; }
+
+const LinkEmulation* LocalCommunicator::links() const { return world_->links_.get(); }
+
+void LocalCommunicator::check_peer(int peer, const char* what) const {
+    MOERIG_CHECK(peer >= 0 && peer < size(), ConfigError, "{} on rank {}: peer {} is not a rank of this {}-card group",
+                 what, rank_, peer, size());
+}
+
+void LocalCommunicator::group_start() { ++group_depth_; }
+
+void LocalCommunicator::send(const void* data, size_t num_bytes, int peer) {
+    check_peer(peer, "send");
+    sends_.push_back(Op{const_cast<void*>(data), num_bytes, peer});
+    if (group_depth_ == 0) {
+        group_start();
+        group_end();
+    }
+}
+
+void LocalCommunicator::recv(void* data, size_t num_bytes, int peer) {
+    check_peer(peer, "recv");
+    recvs_.push_back(Op{data, num_bytes, peer});
+    if (group_depth_ == 0) {
+        group_start();
+        group_end();
+    }
+}
+
+void LocalCommunicator::group_end() {
+    MOERIG_CHECK(group_depth_ > 0, ConfigError, "group_end on rank {} without group_start", rank_);
+    if (--group_depth_ > 0) return;
+    std::vector<Op> sends = std::move(sends_);
+    std::vector<Op> recvs = std::move(recvs_);
+    sends_.clear();
+    recvs_.clear();
+    LocalWorld& w = *world_;
+    const int n = w.num_ranks_;
+
+    std::vector<LocalWorld::Posted> posted(sends.size());
+    std::vector<LinkMessage> incoming;
+    std::vector<LinkEmulation::Departure> incoming_departures;
+    double start_s = 0;
+    double own_up_end = 0;
+
+    std::unique_lock lock(w.mutex_);
+    w.throw_if_aborted(rank_);
+    if (w.links_) {
+        start_s = w.links_->clock_s(rank_);
+        std::vector<LinkMessage> out;
+        for (const Op& s : sends) out.push_back(LinkMessage{rank_, s.peer, s.num_bytes});
+        const auto departures = w.links_->depart(rank_, out);
+        for (size_t i = 0; i < sends.size(); ++i) posted[i].departure = departures[i];
+        if (!departures.empty()) own_up_end = departures.back().up_end;
+    }
+    for (size_t i = 0; i < sends.size(); ++i) {
+        posted[i].data = sends[i].data;
+        posted[i].num_bytes = sends[i].num_bytes;
+        w.mailboxes_[rank_ * n + sends[i].peer].push_back(&posted[i]);
+    }
+    w.cv_.notify_all();
+
+    struct Taken {
+        int src_rank;
+        size_t issue_idx;
+        LinkEmulation::Departure departure;
+        size_t num_bytes;
+    };
+    std::vector<Taken> taken;
+    for (size_t i = 0; i < recvs.size(); ++i) {
+        const Op& r = recvs[i];
+        auto& box = w.mailboxes_[r.peer * n + rank_];
+        w.cv_.wait(lock, [&] { return w.aborted_ || !box.empty(); });
+        w.throw_if_aborted(rank_);
+        LocalWorld::Posted* p = box.front();
+        box.pop_front();
+        p->popped = true;
+        if (p->num_bytes != r.num_bytes) {
+            const std::string reason = fmt::format("rank {} expected {} bytes from rank {}, which sent {}", rank_,
+                                                   r.num_bytes, r.peer, p->num_bytes);
+            p->taken = true;
+            w.abort_locked(reason);
+            MOERIG_THROW(ConfigError, "communicator: {}", reason);
+        }
+        lock.unlock();
+        if (r.num_bytes != 0 && r.data != p->data) std::memcpy(r.data, p->data, r.num_bytes);
+        lock.lock();
+        p->taken = true;
+        taken.push_back(Taken{r.peer, i, p->departure, r.num_bytes});
+        w.cv_.notify_all();
+    }
+    // The sender's buffers must stay valid until every receiver has copied out of them.
+    w.cv_.wait(lock, [&] {
+        return w.aborted_ || std::all_of(posted.begin(), posted.end(), [](const auto& p) { return p.taken; });
+    });
+    if (w.aborted_) {
+        // Peers may still point at posted[]: withdraw what was not taken before it goes out of scope.
+        for (int dst = 0; dst < n; ++dst) {
+            auto& box = w.mailboxes_[rank_ * n + dst];
+            box.erase(std::remove_if(box.begin(), box.end(),
+                                     [&](LocalWorld::Posted* p) {
+                                         return p >= posted.data() && p < posted.data() + posted.size();
+                                     }),
+                      box.end());
+        }
+        w.cv_.wait(lock, [&] {
+            return std::all_of(posted.begin(), posted.end(), [](const auto& p) { return !p.popped || p.taken; });
+        });
+        w.throw_if_aborted(rank_);
+    }
+
+    double moved_s = 0;
+    if (w.links_) {
+        std::stable_sort(taken.begin(), taken.end(), [](const Taken& a, const Taken& b) {
+            return a.src_rank != b.src_rank ? a.src_rank < b.src_rank : a.issue_idx < b.issue_idx;
+        });
+        for (const Taken& t : taken) {
+            incoming.push_back(LinkMessage{t.src_rank, rank_, t.num_bytes});
+            incoming_departures.push_back(t.departure);
+        }
+        const double arrived = w.links_->arrive(rank_, start_s, incoming, incoming_departures);
+        moved_s = w.links_->advance_to(rank_, std::max(arrived, own_up_end));
+    }
+    const bool sleep = w.links_ && w.links_->sleeps();
+    lock.unlock();
+
+    for (const Op& s : sends) {
+        if (s.peer == rank_) continue;
+        stats_.bytes_sent += s.num_bytes;
+        ++stats_.num_messages_sent;
+    }
+    for (const Op& r : recvs) {
+        if (r.peer != rank_) stats_.bytes_received += r.num_bytes;
+    }
+    ++stats_.num_groups;
+    stats_.modelled_s += moved_s;
+    if (sleep && moved_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(moved_s));
+}
+
+void LocalCommunicator::barrier() {
+    LocalWorld& w = *world_;
+    std::unique_lock lock(w.mutex_);
+    w.throw_if_aborted(rank_);
+    const uint64_t generation = w.barrier_generation_;
+    if (++w.barrier_count_ == w.num_ranks_) {
+        w.barrier_count_ = 0;
+        ++w.barrier_generation_;
+        if (w.links_) {
+            std::vector<int> all(w.num_ranks_);
+            for (int r = 0; r < w.num_ranks_; ++r) all[r] = r;
+            w.links_->align(all);
+        }
+        w.cv_.notify_all();
+        return;
+    }
+    w.cv_.wait(lock, [&] { return w.aborted_ || w.barrier_generation_ != generation; });
+    w.throw_if_aborted(rank_);
+}
+
+void LocalCommunicator::abort(const std::string& reason) {
+    std::lock_guard lock(world_->mutex_);
+    world_->abort_locked(fmt::format("rank {}: {}", rank_, reason));
+}
+
+std::vector<std::unique_ptr<LocalCommunicator>> make_local_communicators(int num_ranks,
+                                                                         std::shared_ptr<LinkEmulation> links) {
+    MOERIG_CHECK(num_ranks >= 1, ConfigError, "a local communicator needs at least one card, got {}", num_ranks);
+    MOERIG_CHECK(!links || links->num_cards() == num_ranks, ConfigError,
+                 "link emulation describes {} cards but the communicator has {}", links ? links->num_cards() : 0,
+                 num_ranks);
+    auto world = std::make_shared<LocalWorld>(num_ranks, std::move(links));
+    std::vector<std::unique_ptr<LocalCommunicator>> comms;
+    for (int r = 0; r < num_ranks; ++r) comms.push_back(std::make_unique<LocalCommunicator>(world, r));
+    return comms;
+}
+
+void run_on_ranks(const std::vector<std::unique_ptr<LocalCommunicator>>& comms, const std::function<void(int)>& fn) {
+    const int n = static_cast<int>(comms.size());
+    std::vector<std::exception_ptr> errors(n);
+    std::mutex first_mutex;
+    int first_failed = -1;
+    {
+        std::vector<std::jthread> threads;
+        for (int r = 0; r < n; ++r) {
+            threads.emplace_back([&, r] {
+                try {
+                    fn(r);
+                } catch (const std::exception& e) {
+                    errors[r] = std::current_exception();
+                    std::lock_guard lock(first_mutex);
+                    if (first_failed < 0) {
+                        first_failed = r;
+                        comms[r]->abort(e.what());
+                    }
+                }
+            });
+        }
+    }
+    if (first_failed >= 0) std::rethrow_exception(errors[first_failed]);
+}
+
+}  // namespace moerig::runtime

@@ -1,0 +1,65 @@
+// Communicators for virtual cards in one process: one rank per card, each driven by its own thread.
+// Grouped sends are posted at group_end and received by copying straight from the sender's buffer;
+// the sender returns once every message it posted has been taken. Optional link emulation models
+// the time each exchange would take on the rig's PCIe links (and can sleep to match it).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/communicator.h"
+#include "runtime/link_emulation.h"
+
+namespace moerig::runtime {
+
+class LocalWorld;
+
+class LocalCommunicator final : public Communicator {
+  public:
+    LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank);
+
+    int rank() const override { return rank_; }
+    int size() const override;
+
+    void group_start() override;
+    void group_end() override;
+    void send(const void* data, size_t num_bytes, int peer) override;
+    void recv(void* data, size_t num_bytes, int peer) override;
+    void barrier() override;
+    CommStats stats() const override { return stats_; }
+
+    /// Fails every rank's pending and future calls with an Error carrying reason: a card thread that
+    /// hits an error calls this so that its peers do not wait for it forever.
+    void abort(const std::string& reason);
+
+    /// The link model shared by all ranks (nullptr without emulation).
+    const LinkEmulation* links() const;
+
+  private:
+    struct Op {
+        void* data;
+        size_t num_bytes;
+        int peer;
+    };
+    void check_peer(int peer, const char* what) const;
+
+    std::shared_ptr<LocalWorld> world_;
+    int rank_;
+    int group_depth_ = 0;
+    std::vector<Op> sends_;
+    std::vector<Op> recvs_;
+    CommStats stats_;
+};
+
+/// num_ranks communicators joined together; rank i is element i. links (optional) must describe
+/// num_ranks cards.
+std::vector<std::unique_ptr<LocalCommunicator>> make_local_communicators(int num_ranks,
+                                                                         std::shared_ptr<LinkEmulation> links = {});
+
+/// Runs fn(rank) on one thread per communicator and joins them. When a rank throws, the others are
+/// aborted (so none waits for it forever) and the first rank's own error is rethrown here.
+void run_on_ranks(const std::vector<std::unique_ptr<LocalCommunicator>>& comms, const std::function<void(int)>& fn);
+
+}  // namespace moerig::runtime

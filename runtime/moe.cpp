@@ -1,0 +1,73 @@
+// Local expert execution for one MoE layer. Token-expert assignments are bucketed by expert; each bucket
+// runs gate and up as one gathered product per expert (weights streamed once), SwiGLU, then down, and the
+// results are mixed back per token in selection order, as llama.cpp's build_moe_ffn sums them.
+#include "runtime/moe.h"
+
+#include "kernels/error.h"
+#include "kernels/ops.h"
+
+namespace moerig::runtime {
+
+void run_experts_local(const LayerWeights& l, int64_t n_embd, const float* x, const RouterOutput& route, float* y,
+                       kernels::ThreadPool& pool) {
+    const int64_t num_tokens = route.num_tokens, k = route.k, num_assign = num_tokens * k;
+    const int64_t n_ff = l.gate_exps.rows, num_experts = l.gate_exps.num_experts;
+    MOERIG_ASSERT(l.gate_exps.present() && l.up_exps.present() && l.down_exps.present());
+
+    // Bucket assignments (a = t*k + i) by expert, keeping token order inside a bucket.
+    std::vector<int64_t> offsets(static_cast<size_t>(num_experts + 1), 0);
+    for (int64_t a = 0; a < num_assign; ++a) {
+        const int32_t e = route.expert_ids[static_cast<size_t>(a)];
+        MOERIG_ASSERT(e >= 0 && e < num_experts);
+        ++offsets[static_cast<size_t>(e) + 1];
+    }
+    for (int64_t e = 0; e < num_experts; ++e) offsets[static_cast<size_t>(e + 1)] += offsets[static_cast<size_t>(e)];
+    std::vector<int32_t> slots(static_cast<size_t>(num_assign)), tokens(static_cast<size_t>(num_assign));
+    {
+        std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+        for (int64_t a = 0; a < num_assign; ++a) {
+            const auto e = static_cast<size_t>(route.expert_ids[static_cast<size_t>(a)]);
+            const auto pos = static_cast<size_t>(fill[e]++);
+            slots[pos] = static_cast<int32_t>(a);
+            tokens[pos] = static_cast<int32_t>(a / k);
+        }
+    }
+
+    std::vector<float> gate(static_cast<size_t>(num_assign * n_ff)), up(gate.size());
+    std::vector<float> down(static_cast<size_t>(num_assign * n_embd));
+    for (int64_t e = 0; e < num_experts; ++e) {
+        const int64_t begin = offsets[static_cast<size_t>(e)], count = offsets[static_cast<size_t>(e + 1)] - begin;
+        if (count == 0) continue;
+        const int32_t* tok = tokens.data() + begin;
+        const int32_t* slot = slots.data() + begin;
+        kernels::TokenRows io{x, n_embd, tok, gate.data(), n_ff, slot, count};
+        kernels::matmul(l.gate_exps.expert(e), io, pool);
+        io.y = up.data();
+        kernels::matmul(l.up_exps.expert(e), io, pool);
+        for (int64_t j = 0; j < count; ++j) {
+            float* g = gate.data() + static_cast<int64_t>(slot[j]) * n_ff;
+            kernels::swiglu(g, up.data() + static_cast<int64_t>(slot[j]) * n_ff, g, n_ff);
+        }
+        kernels::TokenRows io_down{gate.data(), n_ff, slot, down.data(), n_embd, slot, count};
+        kernels::matmul(l.down_exps.expert(e), io_down, pool);
+    }
+
+    for (int64_t t = 0; t < num_tokens; ++t) {
+        float* yt = y + t * n_embd;
+        for (int64_t i = 0; i < k; ++i) {
+            const float w = route.weights[static_cast<size_t>(t * k + i)];
+            const float* d = down.data() + (t * k + i) * n_embd;
+            if (i == 0) {
+                kernels::scale(d, w, yt, n_embd);
+            } else {
+                kernels::axpy(w, d, yt, n_embd);
+            }
+        }
+    }
+}
+
+void LocalExpertRunner::run(int64_t layer_idx, const float* x, const RouterOutput& route, float* y) {
+    run_experts_local(weights_.layers.at(static_cast<size_t>(layer_idx)), n_embd_, x, route, y, pool_);
+}
+
+}  // namespace moerig::runtime

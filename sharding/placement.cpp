@@ -1,0 +1,245 @@
+// Expert placement within each pipeline group: memory quotas per card and layer, longest-processing-time
+// assignment by expected load over card bandwidth, spill of the coldest experts to host RAM, and
+// replication of hot experts into spare slots while it shortens a layer's slowest card.
+#include "sharding/placement.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/error.h"
+#include "sharding/cost_coefficients.h"
+
+namespace moerig::sharding {
+namespace {
+
+struct ExpertRef {
+    double prob;
+    uint32_t layer_idx;
+    uint32_t expert_idx;
+};
+
+// Per card and layer quotas: each card's slots split over the group's layers in proportion to the experts
+// each layer still needs, remainders handed to the cards with most slots left.
+std::vector<std::vector<int64_t>> layer_quotas(const std::vector<int64_t>& slots, const std::vector<int64_t>& need,
+                                               const std::vector<uint32_t>& cards, const PlanProblem& problem) {
+    const int64_t total_need = std::accumulate(need.begin(), need.end(), int64_t{0});
+    std::vector<std::vector<int64_t>> quota(cards.size(), std::vector<int64_t>(need.size(), 0));
+    std::vector<int64_t> left(slots);
+    for (size_t i = 0; i < cards.size(); ++i) {
+        for (size_t l = 0; l < need.size(); ++l) {
+            quota[i][l] = total_need > 0 ? slots[i] * need[l] / total_need : 0;
+            left[i] -= quota[i][l];
+        }
+    }
+    for (size_t l = 0; l < need.size(); ++l) {
+        int64_t deficit = need[l];
+        for (size_t i = 0; i < cards.size(); ++i) deficit -= quota[i][l];
+        while (deficit > 0) {
+            size_t pick = cards.size();
+            for (size_t i = 0; i < cards.size(); ++i) {
+                if (left[i] <= 0) continue;
+                if (pick == cards.size() || left[i] > left[pick] ||
+                    (left[i] == left[pick] && problem.cards[cards[i]].mem_bw > problem.cards[cards[pick]].mem_bw)) {
+                    pick = i;
+                }
+            }
+            MOERIG_ASSERT(pick < cards.size());
+            ++quota[pick][l];
+            --left[pick];
+            --deficit;
+        }
+    }
+    return quota;
+}
+
+}  // namespace
+
+void place_experts(const PlanProblem& problem, Layout& layout) {
+    MOERIG_ASSERT(layout.feasible);
+    const uint32_t num_layers = problem.num_layers();
+    const double expert_bytes = static_cast<double>(problem.expert_bytes);
+    layout.experts.assign(num_layers, {});
+    layout.host_spill_bytes.assign(problem.hosts.size(), 0);
+    std::vector<int64_t> slots_left(problem.num_cards(), 0);
+    for (uint32_t l = 0; l < num_layers; ++l) layout.experts[l].resize(problem.layers[l].num_experts);
+    if (problem.expert_bytes == 0) return;
+
+    for (uint32_t g = 0; g < layout.groups.size(); ++g) {
+        const auto& cards = layout.groups[g];
+        std::vector<uint32_t> layers;
+        for (uint32_t l = 0; l < num_layers; ++l) {
+            if (layout.layer_group[l] == g && problem.layers[l].num_experts > 0) layers.push_back(l);
+        }
+        if (layers.empty()) continue;
+        std::vector<int64_t> slots(cards.size());
+        int64_t total_slots = 0, total_need = 0;
+        for (size_t i = 0; i < cards.size(); ++i) {
+            const CardMemory& m = layout.memory[cards[i]];
+            const double used = static_cast<double>(m.dense + m.kv + m.activations + m.comm);
+            const double free = static_cast<double>(problem.cards[cards[i]].budget_bytes) - used;
+            slots[i] = free > 0 ? static_cast<int64_t>(std::floor(free / expert_bytes)) : 0;
+            total_slots += slots[i];
+        }
+        for (uint32_t l : layers) total_need += problem.layers[l].num_experts;
+
+        // Spill the coldest experts of the group when the cards cannot hold them all.
+        std::vector<std::vector<uint8_t>> spilled(layers.size());
+        for (size_t li = 0; li < layers.size(); ++li) spilled[li].assign(problem.layers[layers[li]].num_experts, 0);
+        if (total_need > total_slots) {
+            if (!problem.options.allow_host_spill) {
+                layout.feasible = false;
+                layout.infeasible_reason = fmt::format(
+                    "layers {}..{} need {} expert slots but their cards hold {} (allow host spill to keep the rest in RAM)",
+                    layers.front(), layers.back(), total_need, total_slots);
+                return;
+            }
+            std::vector<ExpertRef> all;
+            for (size_t li = 0; li < layers.size(); ++li) {
+                const LayerCost& layer = problem.layers[layers[li]];
+                for (uint32_t e = 0; e < layer.num_experts; ++e) all.push_back({layer.expert_prob[e], uint32_t(li), e});
+            }
+            std::stable_sort(all.begin(), all.end(), [](const ExpertRef& a, const ExpertRef& b) { return a.prob < b.prob; });
+            const uint32_t host_idx = problem.cards[cards.front()].host_idx;
+            for (int64_t i = 0; i < total_need - total_slots; ++i) {
+                const ExpertRef& ref = all[i];
+                spilled[ref.layer_idx][ref.expert_idx] = 1;
+                layout.experts[layers[ref.layer_idx]][ref.expert_idx].push_back({kOnHost, host_idx, 1.0});
+                layout.host_spill_bytes[host_idx] += problem.expert_bytes;
+            }
+            if (layout.host_spill_bytes[host_idx] > problem.hosts[host_idx].spill_budget_bytes) {
+                layout.feasible = false;
+                layout.infeasible_reason = fmt::format(
+                    "experts spilled to host {} need {:.1f} GB, more than its usable RAM ({:.1f} GB)",
+                    problem.hosts[host_idx].name, layout.host_spill_bytes[host_idx] / 1e9,
+                    problem.hosts[host_idx].spill_budget_bytes / 1e9);
+                return;
+            }
+        }
+        std::vector<int64_t> need(layers.size());
+        for (size_t li = 0; li < layers.size(); ++li) {
+            need[li] = std::count(spilled[li].begin(), spilled[li].end(), uint8_t{0});
+        }
+        auto quota = layer_quotas(slots, need, cards, problem);
+
+        // Longest processing time first: hottest expert to the card that would finish its layer soonest.
+        std::vector<double> load(cards.size());
+        std::vector<ExpertRef> items;
+        for (size_t li = 0; li < layers.size(); ++li) {
+            const uint32_t l = layers[li];
+            const LayerCost& layer = problem.layers[l];
+            items.clear();
+            for (uint32_t e = 0; e < layer.num_experts; ++e) {
+                if (!spilled[li][e]) items.push_back({layer.expert_prob[e], l, e});
+            }
+            std::stable_sort(items.begin(), items.end(),
+                             [](const ExpertRef& a, const ExpertRef& b) { return a.prob > b.prob; });
+            std::fill(load.begin(), load.end(), 0.0);
+            for (const ExpertRef& item : items) {
+                size_t pick = cards.size();
+                double pick_time = 0;
+                for (size_t i = 0; i < cards.size(); ++i) {
+                    if (quota[i][li] <= 0) continue;
+                    const double time = (load[i] + item.prob) / problem.cards[cards[i]].mem_bw;
+                    const bool is_stage = cards[i] == layout.stage_card[l];
+                    if (pick == cards.size() || time < pick_time * (1 - 1e-12) ||
+                        (time <= pick_time * (1 + 1e-12) && is_stage)) {
+                        pick = i;
+                        pick_time = time;
+                    }
+                }
+                MOERIG_ASSERT(pick < cards.size());
+                --quota[pick][li];
+                --slots[pick];
+                load[pick] += item.prob;
+                layout.experts[l][item.expert_idx].push_back({static_cast<int32_t>(cards[pick]), 0, 1.0});
+                layout.memory[cards[pick]].experts += problem.expert_bytes;
+            }
+        }
+        for (size_t i = 0; i < cards.size(); ++i) slots_left[cards[i]] = slots[i];
+    }
+    if (problem.options.replicate_hot_experts) replicate_hot_experts(problem, layout, slots_left);
+}
+
+uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::vector<int64_t>& slots_left) {
+    const uint32_t num_cards = problem.num_cards();
+    // Keep a little room free for KV growth and allocator slack.
+    std::vector<int64_t> avail(num_cards);
+    for (uint32_t c = 0; c < num_cards; ++c) {
+        const auto headroom = static_cast<int64_t>(
+            std::ceil(coeff::kReplicaHeadroomFraction * problem.cards[c].budget_bytes / problem.expert_bytes));
+        avail[c] = slots_left[c] - headroom;
+    }
+    std::vector<double> time(num_cards, 0.0);
+    uint32_t num_added = 0;
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (uint32_t l = 0; l < problem.num_layers(); ++l) {
+            const LayerCost& layer = problem.layers[l];
+            const auto& group = layout.groups[layout.layer_group[l]];
+            if (layer.num_experts == 0 || group.size() < 2) continue;
+            for (uint32_t c : group) time[c] = 0;
+            for (uint32_t e = 0; e < layer.num_experts; ++e) {
+                for (const ExpertCopy& copy : layout.experts[l][e]) {
+                    if (copy.card_idx != kOnHost) {
+                        time[copy.card_idx] += layer.expert_prob[e] * copy.share / problem.cards[copy.card_idx].mem_bw;
+                    }
+                }
+            }
+            uint32_t slowest = group.front();
+            for (uint32_t c : group) slowest = time[c] > time[slowest] ? c : slowest;
+            const double old_max = time[slowest];
+            // The hottest copy on the slowest card.
+            int64_t hot = -1;
+            double hot_load = 0;
+            for (uint32_t e = 0; e < layer.num_experts; ++e) {
+                for (const ExpertCopy& copy : layout.experts[l][e]) {
+                    if (copy.card_idx == static_cast<int32_t>(slowest) && layer.expert_prob[e] * copy.share > hot_load) {
+                        hot = e;
+                        hot_load = layer.expert_prob[e] * copy.share;
+                    }
+                }
+            }
+            if (hot < 0) continue;
+            auto& copies = layout.experts[l][hot];
+            if (std::any_of(copies.begin(), copies.end(), [](const ExpertCopy& c) { return c.card_idx == kOnHost; })) {
+                continue;
+            }
+            int64_t target = -1;
+            for (uint32_t c : group) {
+                if (avail[c] <= 0) continue;
+                if (std::any_of(copies.begin(), copies.end(),
+                                [c](const ExpertCopy& x) { return x.card_idx == static_cast<int32_t>(c); })) {
+                    continue;
+                }
+                if (target < 0 || time[c] < time[target]) target = c;
+            }
+            if (target < 0) continue;
+            // Equal shares after the copy: the new slowest of the cards involved must beat the old one.
+            const double p = layer.expert_prob[hot];
+            const double new_share = 1.0 / static_cast<double>(copies.size() + 1);
+            double new_max = 0;
+            for (uint32_t c : group) {
+                double t = time[c];
+                for (const ExpertCopy& copy : copies) {
+                    if (copy.card_idx == static_cast<int32_t>(c)) t += p * (new_share - copy.share) / problem.cards[c].mem_bw;
+                }
+                if (c == target) t += p * new_share / problem.cards[c].mem_bw;
+                new_max = std::max(new_max, t);
+            }
+            if (new_max >= old_max * (1 - 1e-6)) continue;
+            for (ExpertCopy& copy : copies) copy.share = new_share;
+            copies.push_back({static_cast<int32_t>(target), 0, new_share});
+            --avail[target];
+            --slots_left[target];
+            layout.memory[target].experts += problem.expert_bytes;
+            layout.memory[target].replica_experts += problem.expert_bytes;
+            ++num_added;
+            changed = true;
+        }
+    }
+    return num_added;
+}
+
+}  // namespace moerig::sharding
