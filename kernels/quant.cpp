@@ -10,6 +10,14 @@
 
 #include "kernels/error.h"
 
+// ggml's reference quantizers are built without fused multiply-add; contracting a*b+c here would change which
+// scale the searches pick, and with it the bytes.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
@@ -322,7 +330,7 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
         if (!n_changed) break;
     }
     for (int i = 0; i < n; ++i) L[i] += nmax;
-    return sumlx / suml2;
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
 float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,

@@ -168,7 +168,14 @@ void Dispatcher::dispatch(DispatchHandle& h, const ExpertPlacement& placement, c
                      "dispatch on card '{}': {} rows routed to card {}, which is not a participant", device_.name(),
                      h.send_rows[r], r);
     }
-    comm_.all_to_all_v(h.send_rows.data(), count_bytes, h.recv_rows.data(), count_bytes);
+    // all_to_all_v packs peers contiguously, skipping empty ones: pack the participants' counts.
+    std::vector<size_t> counts_out, counts_in;
+    for (int r = 0; r < num_ranks; ++r)
+        if (count_bytes[r] != 0) counts_out.push_back(h.send_rows[r]);
+    counts_in.resize(counts_out.size());
+    comm_.all_to_all_v(counts_out.data(), count_bytes, counts_in.data(), count_bytes);
+    for (int r = 0, i = 0; r < num_ranks; ++r)
+        if (count_bytes[r] != 0) h.recv_rows[r] = counts_in[i++];
     h.num_recv_rows = 0;
     for (size_t n : h.recv_rows) h.num_recv_rows += static_cast<int64_t>(n);
     ensure(recv_buf_, h.num_recv_rows * row_bytes_);

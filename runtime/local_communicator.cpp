@@ -84,6 +84,7 @@ void LocalCommunicator::recv(void* data, size_t num_bytes, int peer) {
 void LocalCommunicator::group_end() {
     MOERIG_CHECK(group_depth_ > 0, ConfigError, "group_end on rank {} without group_start", rank_);
     if (--group_depth_ > 0) return;
+    const auto wall_start = std::chrono::steady_clock::now();
     std::vector<Op> sends = std::move(sends_);
     std::vector<Op> recvs = std::move(recvs_);
     sends_.clear();
@@ -189,9 +190,16 @@ void LocalCommunicator::group_end() {
     ++stats_.num_groups;
     stats_.modelled_s += moved_s;
     if (sleep && moved_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(moved_s));
+    stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 }
 
 void LocalCommunicator::barrier() {
+    const auto wall_start = std::chrono::steady_clock::now();
+    struct AddWait {
+        CommStats& stats;
+        std::chrono::steady_clock::time_point start;
+        ~AddWait() { stats.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+    } add_wait{stats_, wall_start};
     LocalWorld& w = *world_;
     std::unique_lock lock(w.mutex_);
     w.throw_if_aborted(rank_);

@@ -49,6 +49,9 @@ QkNorm parse_qk_norm(const YamlNode& n) {
 }
 
 void parse_attention(const YamlNode& a, ModelSpec& s) {
+    a.check_keys({"kind", "heads", "kv_heads", "head_dim", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                  "qk_rope_head_dim", "v_head_dim", "qkv_bias", "out_bias", "qk_norm", "sinks", "sliding_window",
+                  "sliding_window_pattern", "ffn_norm_name"});
     const auto kind = a.at("kind");
     const std::string k = kind.as_string();
     if (k == "gqa") {
@@ -80,6 +83,8 @@ void parse_attention(const YamlNode& a, ModelSpec& s) {
 }
 
 void parse_ffn(const YamlNode& f, ModelSpec& s) {
+    f.check_keys({"dense", "leading_dense_layers", "expert", "experts", "experts_used", "shared_experts", "shared_ffn",
+                  "shared_gate", "expert_bias"});
     s.dense_ffn = f.u64("dense", 0);
     s.num_leading_dense = static_cast<uint32_t>(f.u64("leading_dense_layers", 0));
     s.expert_ffn = f.u64("expert", 0);
@@ -92,6 +97,7 @@ void parse_ffn(const YamlNode& f, ModelSpec& s) {
 }
 
 void parse_routing(const YamlNode& r, ModelSpec& s) {
+    r.check_keys({"func", "groups", "groups_used", "scale", "norm_topk", "score_bias"});
     const std::string func = r.str("func", "softmax");
     if (func == "softmax") {
         s.routing = RoutingFunc::kSoftmax;
@@ -115,6 +121,8 @@ fs::path config_dir() {
 }
 
 ModelSpec parse_model_spec(const YamlNode& n) {
+    n.check_keys({"name", "display_name", "aliases", "arch", "hidden", "layers", "vocab", "max_context", "native_dtype",
+                  "tied_embeddings", "attention", "ffn", "routing", "mtp_layers", "params"});
     ModelSpec s;
     s.name = n.str("name");
     s.display_name = n.str("display_name", s.name);
@@ -131,6 +139,7 @@ ModelSpec parse_model_spec(const YamlNode& n) {
     if (auto r = n.get("routing")) parse_routing(*r, s);
     s.num_mtp_layers = static_cast<uint32_t>(n.u64("mtp_layers", 0));
     if (auto p = n.get("params")) {
+        p->check_keys({"total", "active", "active_precision", "active_excludes_embeddings"});
         s.published_total_params = p->f64("total", 0);
         s.published_active_params = p->f64("active", 0);
         s.published_active_precision = p->f64("active_precision", 0);
@@ -180,6 +189,8 @@ CardCatalog CardCatalog::parse(const YamlNode& root) {
     CardCatalog cat;
     cat.file_ = root.file;
     for (const auto& c : root.at("cards").items()) {
+        c.check_keys({"name", "aliases", "compute_capability", "vram", "mem_bw", "fp32_tflops", "fp16_tflops",
+                      "int8_tops", "max_pcie_gen", "max_pcie_lanes", "tdp_watts", "reserve"});
         CardSpec s;
         s.name = c.str("name");
         s.aliases = c.strings("aliases");

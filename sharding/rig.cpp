@@ -20,6 +20,7 @@ bool is_yaml_path(const std::string& s) {
 void parse_cards(const YamlNode& list, const CardCatalog& catalog, uint32_t host_idx, RigSpec& rig) {
     uint32_t local_idx = 0;
     for (const auto& entry : list.items()) {
+        entry.check_keys({"card", "count", "pcie_gen", "lanes", "p2p", "vram", "reserve", "mem_bw"});
         const auto card_node = entry.at("card");
         CardSpec spec;
         try {
@@ -62,6 +63,7 @@ void parse_cards(const YamlNode& list, const CardCatalog& catalog, uint32_t host
 }
 
 HostSpec parse_host(const YamlNode& h, const std::string& default_name) {
+    h.check_keys({"name", "ram", "mem_bw", "cards"});
     HostSpec host;
     host.name = h.str("name", default_name);
     host.ram_bytes = h.bytes("ram");
@@ -106,6 +108,7 @@ uint64_t RigSpec::total_host_ram_bytes() const {
 }
 
 RigSpec parse_rig(const YamlNode& root, const CardCatalog& catalog) {
+    root.check_keys({"name", "description", "host", "cards", "hosts", "network"});
     RigSpec rig;
     rig.name = root.str("name");
     rig.description = root.str("description", "");
@@ -123,6 +126,7 @@ RigSpec parse_rig(const YamlNode& root, const CardCatalog& catalog) {
         parse_cards(root.at("cards"), catalog, 0, rig);
     }
     if (auto net = root.get("network")) {
+        net->check_keys({"bandwidth", "latency_us"});
         NetworkLink link;
         link.bytes_per_s = net->rate("bandwidth");
         link.latency_s = net->f64("latency_us", 50) * 1e-6;

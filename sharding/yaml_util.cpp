@@ -1,12 +1,14 @@
 // YAML access with errors that name file, line and field; size and rate parsing with units.
 #include "sharding/yaml_util.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "kernels/error.h"
+#include "sharding/suggest.h"
 
 namespace moerig::sharding {
 namespace {
@@ -105,10 +107,8 @@ int YamlNode::line() const {
 
 std::string YamlNode::where() const {
     const int l = line();
-    std::string out = file;
-    if (l > 0) out += ":" + std::to_string(l);
-    if (!path.empty()) out += ": " + path;
-    return out;
+    const std::string at = l > 0 ? fmt::format("{}:{}", file, l) : file;
+    return path.empty() ? at : fmt::format("{}: {}", at, path);
 }
 
 std::string YamlNode::where(const std::string& key) const {
@@ -130,6 +130,16 @@ YamlNode YamlNode::at(const std::string& key) const {
     auto child = get(key);
     MOERIG_CHECK(child.has_value(), ConfigError, "{}: missing required field '{}'", where(key), key);
     return *child;
+}
+
+void YamlNode::check_keys(const std::vector<std::string>& allowed) const {
+    if (!node.IsMap()) return;
+    for (const auto& kv : node) {
+        const std::string key = kv.first.Scalar();
+        if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+        const YamlNode child{kv.first, file, path.empty() ? key : path + "." + key};
+        MOERIG_THROW(ConfigError, "{}: unknown field '{}'{}", child.where(), key, did_you_mean(key, allowed));
+    }
 }
 
 std::vector<YamlNode> YamlNode::items() const {

@@ -33,6 +33,10 @@ struct YamlNode {
     bool is_map() const { return node.IsMap(); }
     bool is_sequence() const { return node.IsSequence(); }
 
+    /// Rejects keys of this mapping that are not in `allowed` (typos would otherwise be ignored silently):
+    /// ConfigError "file:line: path.key: unknown field (did you mean: ...?)".
+    void check_keys(const std::vector<std::string>& allowed) const;
+
     int line() const;  // 1-based, 0 when unknown
     /// "file:line: path" prefix for messages.
     std::string where() const;

@@ -56,7 +56,6 @@ PPL_TEXT = (
 MIN_GREEDY_MARGIN = 0.01
 NUM_GREEDY = 32
 PPL_CTX = 64
-PPL_MAX_CHUNKS = 4
 REF_CTX = 256
 
 
@@ -544,7 +543,7 @@ def perplexity(llm: Llama, add_bos: bool) -> dict:
     """llama.cpp's perplexity tool: tokenise with BOS, split into n_ctx chunks, put BOS first in every chunk, and
     score positions n_ctx/2 .. n_ctx-2 (each predicting the next token). ppl = exp(mean nll over all scored)."""
     toks = llm.tokenize(PPL_TEXT.encode(), add_bos=True, special=False)
-    n_chunk = min(len(toks) // PPL_CTX, PPL_MAX_CHUNKS)
+    n_chunk = len(toks) // PPL_CTX  # every whole chunk, as the perplexity tool without --chunks
     if n_chunk < 2:
         raise RuntimeError(f"perplexity text gives only {len(toks)} tokens")
     first = PPL_CTX // 2
@@ -583,11 +582,13 @@ def make_one(fx: Fixture, out_dir: str, vocab_dir: str, tmp: str, log) -> None:
         if fx.quant:
             path = os.path.join(tmp, f"{fx.name}-seed{seed}-{fx.quant}.gguf")
             quantize(src, path, fx.quant)
-        ref, blob = reference(path, fx.quant is not None or fx.dtype != "F32")
+        ref, blob = reference(path, fx.quant is not None or fx.dtype != "F32" or fx.family == "gpt-oss")
         distinct = min(p["greedy_distinct"] for p in ref["prompts"])
         log(f"  {fx.name} seed {seed}: min greedy margin {ref['greedy_min_margin']:.4f}, "
             f"min distinct greedy {distinct}, ppl {ref['perplexity']['ppl']:.2f}")
-        score = (ref["greedy_min_margin"] >= MIN_GREEDY_MARGIN and distinct >= 6, ref["greedy_min_margin"])
+        # quantised models are held to teacher-forced top-1 agreement, not to exact greedy: any seed will do
+        ok = fx.quant is not None or (ref["greedy_min_margin"] >= MIN_GREEDY_MARGIN and distinct >= 6)
+        score = (ok, ref["greedy_min_margin"])
         if best is None or score > best[0]:
             best = (score, seed, src, path, ref, blob)
         if score[0]:
@@ -605,7 +606,8 @@ def make_one(fx: Fixture, out_dir: str, vocab_dir: str, tmp: str, log) -> None:
     ref["reference_settings"] = {"n_ctx": REF_CTX, "n_batch": REF_CTX, "n_threads": 2, "type_k": "F32",
                                  "type_v": "F32", "flash_attn": False, "logits_all": True}
     ref["logits_file"] = fx.name + ".logits.bin"
-    exact = fx.quant is None
+    # gpt-oss's MXFP4 experts go through llama.cpp's quantised matmul (activations rounded to Q8_0): not exact
+    exact = fx.quant is None and fx.family != "gpt-oss"
     ref["check"] = {"kind": "exact" if exact else "quantised", "ppl_rel_tol": 0.005,
                     "last_logits_nmse_max": 1e-5 if exact else 5e-3, "teacher_forced_top1_min": 0.95}
     if fx.quant:  # how far llama.cpp's own quantised logits sit from the F32 source: the scale of quant error

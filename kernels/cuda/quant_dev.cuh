@@ -11,31 +11,49 @@
 
 namespace moerig::kernels::cuda::dev {
 
-__device__ __forceinline__ float half_bits_to_float(uint16_t h) {
+// Decoders are host-callable too, so that their bit layouts can be checked against the CPU on any machine.
+#define MOERIG_HD __host__ __device__ __forceinline__
+#ifdef __CUDA_ARCH__
+#define MOERIG_UNROLL _Pragma("unroll")
+#else
+#define MOERIG_UNROLL
+#endif
+
+MOERIG_HD float bits_to_float(uint32_t bits) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(bits);
+#else
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof f);
+    return f;
+#endif
+}
+
+MOERIG_HD float half_bits_to_float(uint16_t h) {
     return __half2float(__ushort_as_half(h));
 }
-__device__ __forceinline__ float bf16_bits_to_float(uint16_t h) {
-    return __uint_as_float(static_cast<uint32_t>(h) << 16);
+MOERIG_HD float bf16_bits_to_float(uint16_t h) {
+    return bits_to_float(static_cast<uint32_t>(h) << 16);
 }
-__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) {
+MOERIG_HD uint16_t load_u16(const uint8_t* p) {
     return *reinterpret_cast<const uint16_t*>(p);
 }
-__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) {
+MOERIG_HD uint32_t load_u32(const uint8_t* p) {
     return *reinterpret_cast<const uint32_t*>(p);
 }
 /// ggml's E8M0_TO_FP32_HALF: 2^(e - 128).
-__device__ __forceinline__ float e8m0_half(uint8_t e) {
+MOERIG_HD float e8m0_half(uint8_t e) {
     const uint32_t bits = e < 2 ? (0x00200000u << e) : (static_cast<uint32_t>(e - 1) << 23);
-    return __uint_as_float(bits);
+    return bits_to_float(bits);
 }
 /// E2M1 code point times two (kMxfp4Values), computed instead of looked up to avoid divergent loads.
-__device__ __forceinline__ float mxfp4_value(uint32_t nib) {
+MOERIG_HD float mxfp4_value(uint32_t nib) {
     const uint32_t m = nib & 7u;
     const int mag = m < 4 ? static_cast<int>(m) : static_cast<int>((2u + (m & 1u)) << ((m >> 1) - 1));
     return static_cast<float>((nib & 8u) ? -mag : mag);
 }
 /// 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block (ggml get_scale_min_k4).
-__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* q, float& sc, float& m) {
+MOERIG_HD void scale_min_k4(int j, const uint8_t* q, float& sc, float& m) {
     if (j < 4) {
         sc = static_cast<float>(q[j] & 63);
         m = static_cast<float>(q[j + 4] & 63);
@@ -54,8 +72,8 @@ template <>
 struct Quant<moerig::DType::F32> {
     static constexpr int kBlockElems = 32, kBlockBytes = 128, kParts = 32, kRuns = 1, kRunLen = 1;
     static constexpr bool kBounded = true;
-    __device__ static int col(int part, int) { return part; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int) { return part; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         v[0] = reinterpret_cast<const float*>(b)[part];
     }
 };
@@ -63,8 +81,8 @@ template <>
 struct Quant<moerig::DType::F16> {
     static constexpr int kBlockElems = 32, kBlockBytes = 64, kParts = 32, kRuns = 1, kRunLen = 1;
     static constexpr bool kBounded = true;
-    __device__ static int col(int part, int) { return part; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int) { return part; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         v[0] = half_bits_to_float(reinterpret_cast<const uint16_t*>(b)[part]);
     }
 };
@@ -72,8 +90,8 @@ template <>
 struct Quant<moerig::DType::BF16> {
     static constexpr int kBlockElems = 32, kBlockBytes = 64, kParts = 32, kRuns = 1, kRunLen = 1;
     static constexpr bool kBounded = true;
-    __device__ static int col(int part, int) { return part; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int) { return part; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         v[0] = bf16_bits_to_float(reinterpret_cast<const uint16_t*>(b)[part]);
     }
 };
@@ -83,13 +101,13 @@ template <>
 struct Quant<moerig::DType::Q8_0> {
     static constexpr int kBlockElems = 32, kBlockBytes = 34, kParts = 8, kRuns = 1, kRunLen = 4;
     static constexpr bool kBounded = false;
-    __device__ static int col(int part, int) { return 4 * part; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int) { return 4 * part; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const float d = half_bits_to_float(load_u16(b));
         const uint32_t lo = load_u16(b + 2 + 4 * part);
         const uint32_t hi = load_u16(b + 4 + 4 * part);
         const uint32_t q = lo | (hi << 16);
-#pragma unroll
+MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) v[t] = static_cast<float>(static_cast<int8_t>((q >> (8 * t)) & 0xFF)) * d;
     }
 };
@@ -99,8 +117,8 @@ template <>
 struct Quant<moerig::DType::Q4_0> {
     static constexpr int kBlockElems = 32, kBlockBytes = 18, kParts = 8, kRuns = 2, kRunLen = 2;
     static constexpr bool kBounded = false;
-    __device__ static int col(int part, int run) { return 2 * part + 16 * run; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int run) { return 2 * part + 16 * run; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const float d = half_bits_to_float(load_u16(b));
         const uint32_t q = load_u16(b + 2 + 2 * part);
         v[0] = static_cast<float>(static_cast<int>(q & 0xF) - 8) * d;
@@ -115,8 +133,8 @@ template <>
 struct Quant<moerig::DType::MXFP4> {
     static constexpr int kBlockElems = 32, kBlockBytes = 17, kParts = 8, kRuns = 2, kRunLen = 2;
     static constexpr bool kBounded = false;
-    __device__ static int col(int part, int run) { return 2 * part + 16 * run; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int run) { return 2 * part + 16 * run; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const float d = e8m0_half(b[0]);
         const uint32_t q0 = b[1 + 2 * part];
         const uint32_t q1 = b[2 + 2 * part];
@@ -132,8 +150,8 @@ template <>
 struct Quant<moerig::DType::Q4_K> {
     static constexpr int kBlockElems = 256, kBlockBytes = 144, kParts = 32, kRuns = 2, kRunLen = 4;
     static constexpr bool kBounded = false;
-    __device__ static int col(int part, int run) { return 64 * (part >> 3) + 4 * (part & 7) + 32 * run; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int run) { return 64 * (part >> 3) + 4 * (part & 7) + 32 * run; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const int il = part >> 3;
         const float d = half_bits_to_float(load_u16(b));
         const float dmin = half_bits_to_float(load_u16(b + 2));
@@ -143,7 +161,7 @@ struct Quant<moerig::DType::Q4_K> {
         scale_min_k4(2 * il, scales, sc0, m0);
         scale_min_k4(2 * il + 1, scales, sc1, m1);
         const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
-#pragma unroll
+MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             v[t] = d0 * static_cast<float>((q >> (8 * t)) & 0xF) - mm0;
             v[4 + t] = d1 * static_cast<float>((q >> (8 * t + 4)) & 0xF) - mm1;
@@ -156,8 +174,8 @@ template <>
 struct Quant<moerig::DType::Q5_K> {
     static constexpr int kBlockElems = 256, kBlockBytes = 176, kParts = 32, kRuns = 2, kRunLen = 4;
     static constexpr bool kBounded = false;
-    __device__ static int col(int part, int run) { return 64 * (part >> 3) + 4 * (part & 7) + 32 * run; }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static int col(int part, int run) { return 64 * (part >> 3) + 4 * (part & 7) + 32 * run; }
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const int il = part >> 3;
         const int j = 4 * (part & 7);
         const float d = half_bits_to_float(load_u16(b));
@@ -169,7 +187,7 @@ struct Quant<moerig::DType::Q5_K> {
         scale_min_k4(2 * il, scales, sc0, m0);
         scale_min_k4(2 * il + 1, scales, sc1, m1);
         const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
-#pragma unroll
+MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             const uint32_t hb = h >> (8 * t);
             const uint32_t lo = ((q >> (8 * t)) & 0xF) + (((hb >> (2 * il)) & 1u) << 4);
@@ -187,12 +205,12 @@ template <>
 struct Quant<moerig::DType::Q6_K> {
     static constexpr int kBlockElems = 256, kBlockBytes = 210, kParts = 32, kRuns = 2, kRunLen = 4;
     static constexpr bool kBounded = false;
-    __device__ static int col(int part, int run) {
+    MOERIG_HD static int col(int part, int run) {
         const int h = part >> 4, j = 4 * (part & 15);
         const int row = (j < 32 ? 0 : 1) + 2 * run;
         return 128 * h + 32 * row + (j & 31);
     }
-    __device__ static void decode(const uint8_t* b, int part, float* v) {
+    MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const int h = part >> 4, j = 4 * (part & 15);
         const int li = j & 31;
         const int row_lo = j < 32 ? 0 : 1, row_hi = row_lo + 2;
@@ -203,7 +221,7 @@ struct Quant<moerig::DType::Q6_K> {
         const float d = half_bits_to_float(load_u16(b + 208));
         const float d_lo = d * static_cast<float>(sc[8 * h + 2 * row_lo + li / 16]);
         const float d_hi = d * static_cast<float>(sc[8 * h + 2 * row_hi + li / 16]);
-#pragma unroll
+MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             const uint32_t hb = qh >> (8 * t);
             const int q_lo = static_cast<int>(((ql >> (8 * t)) & 0xF) | (((hb >> (2 * row_lo)) & 3u) << 4)) - 32;

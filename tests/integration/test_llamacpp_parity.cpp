@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -26,7 +27,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::LlamaCppReference;
 
-const fs::path kModelDir = fs::path(MOERIG_TEST_DATA) / "models";
+/// The committed fixtures; MOERIG_PARITY_FIXTURES points the suite at another make_fixtures.py output (bisecting).
+const fs::path kModelDir = std::getenv("MOERIG_PARITY_FIXTURES") ? fs::path(std::getenv("MOERIG_PARITY_FIXTURES"))
+                                                                 : fs::path(MOERIG_TEST_DATA) / "models";
 constexpr int kThreads = 2;
 
 /// Every fixture's reference and model are loaded once for the whole binary (the models are small).

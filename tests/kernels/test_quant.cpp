@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -169,6 +171,7 @@ TEST(QuantRoundTrip, ErrorStaysWithinPerTypeBounds) {
         dequantize_row(t, q.data(), y.data(), n);
         const double e = nmse(y, x);
         EXPECT_LE(e, round_trip_bound(t)) << dtype_name(t);
+        std::printf("%s %g\n", std::string(dtype_name(t)).c_str(), e);
         if (t != DType::F32) EXPECT_GT(e, 0.0) << dtype_name(t) << " should lose some precision";
     }
 }

@@ -1,0 +1,241 @@
+// ShardedModel: per-card state (device with budget, thread pool, KV cache of the stage, dispatcher) and
+// the SPMD step every card thread runs: embed on the first stage card, per layer attention on the stage
+// card, hand-off at stage boundaries, MoE through the dispatcher among the layer's participants.
+#include "runtime/sharded_executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "formats/gguf.h"
+#include "kernels/error.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "runtime/cpu_device.h"
+#include "runtime/dispatcher.h"
+
+namespace moerig::runtime {
+
+namespace {
+
+/// This card's routed experts of one layer, run one expert at a time (SwiGLU).
+class CardLayerExperts final : public CardExperts {
+  public:
+    CardLayerExperts(const LayerWeights& layer, kernels::ThreadPool& pool) : layer_(layer), pool_(pool) {}
+    void run_expert(int expert_idx, const float* x, int64_t num_rows, float* y) override {
+        const int64_t n_ff = layer_.gate_exps.rows;
+        gate_.resize(static_cast<size_t>(num_rows * n_ff));
+        up_.resize(gate_.size());
+        kernels::matmul(layer_.gate_exps.expert(expert_idx), x, num_rows, gate_.data(), pool_);
+        kernels::matmul(layer_.up_exps.expert(expert_idx), x, num_rows, up_.data(), pool_);
+        kernels::swiglu(gate_.data(), up_.data(), gate_.data(), num_rows * n_ff);
+        kernels::matmul(layer_.down_exps.expert(expert_idx), gate_.data(), num_rows, y, pool_);
+    }
+
+  private:
+    const LayerWeights& layer_;
+    kernels::ThreadPool& pool_;
+    std::vector<float> gate_, up_;
+};
+
+}  // namespace
+
+struct ShardedModel::Card {
+    std::unique_ptr<CpuDevice> device;
+    std::unique_ptr<kernels::ThreadPool> pool;
+    MemoryReservation weights;
+    std::unique_ptr<KvCache> kv;  // stage cards only
+    MemoryReservation kv_charge;
+    std::unique_ptr<Dispatcher> dispatcher;
+    DispatchHandle handle;
+    Buffer x;       // (tokens, n_embd) residual stream while this card holds it
+    Buffer logits;  // output card: (tokens, n_vocab)
+    CardShareBytes share;
+    double busy_s = 0;
+};
+
+/// The engine's ExpertRunner for a stage card: routes a layer's experts through the dispatcher, or
+/// runs them locally (exactly as a one-card run) when the stage card holds them all alone.
+class ShardedExpertRunner final : public ExpertRunner {
+  public:
+    ShardedExpertRunner(const Model& model, Dispatcher& dispatcher, DispatchHandle& handle,
+                        const std::vector<ExpertPlacement>& placements,
+                        const std::vector<std::vector<int>>& participants, kernels::ThreadPool& pool)
+        : model_(model),
+          dispatcher_(dispatcher),
+          handle_(handle),
+          placements_(placements),
+          participants_(participants),
+          pool_(pool) {}
+
+    void run(int64_t layer_idx, const float* x, const RouterOutput& route, float* y) override {
+        const LayerWeights& layer = model_.weights().layers.at(layer_idx);
+        if (participants_[layer_idx].size() == 1) {
+            run_experts_local(layer, model_.hparams().n_embd, x, route, y, pool_);
+            return;
+        }
+        CardLayerExperts experts(layer, pool_);
+        dispatcher_.forward(handle_, placements_[layer_idx], experts, x, route.num_tokens, route.expert_ids.data(),
+                            route.weights.data(), y, participants_[layer_idx]);
+    }
+
+  private:
+    const Model& model_;
+    Dispatcher& dispatcher_;
+    DispatchHandle& handle_;
+    const std::vector<ExpertPlacement>& placements_;
+    const std::vector<std::vector<int>>& participants_;
+    kernels::ThreadPool& pool_;
+};
+
+ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const ShardedOptions& options)
+    : model_(model), layout_(std::move(layout)), options_(options) {
+    const ModelHParams& hp = model.hparams();
+    layout_.validate(hp);
+    const int n = layout_.num_cards();
+    const auto shares = card_share_bytes(model.gguf(), hp, layout_, options_.context);
+    // Refuse before anything is charged or allocated.
+    for (int c = 0; c < n; ++c) {
+        const ShardCard& card = layout_.cards[c];
+        MOERIG_CHECK(shares[c].total() <= card.budget_bytes, OutOfMemoryError,
+                     "card '{}' cannot hold its share: {} needed ({} dense weights, {} experts, {} KV for {} "
+                     "positions) but its budget is {}; nothing was loaded",
+                     card.name, format_bytes(shares[c].total()), format_bytes(shares[c].dense_weights),
+                     format_bytes(shares[c].expert_weights), format_bytes(shares[c].kv_cache), options_.context,
+                     format_bytes(card.budget_bytes));
+    }
+    placements_.resize(hp.n_layer);
+    participants_.resize(hp.n_layer);
+    for (int64_t l = 0; l < hp.n_layer; ++l) {
+        if (!hp.is_moe_layer(l)) continue;
+        placements_[l] = layout_.placement(l, hp.n_expert);
+        participants_[l] = layout_.participants(l);
+    }
+    if (options_.emulate_links) {
+        std::vector<LinkSpec> links;
+        for (const ShardCard& c : layout_.cards) links.push_back(c.link);
+        links_ = std::make_shared<LinkEmulation>(std::move(links), options_.sleep_links);
+    }
+    comms_ = make_local_communicators(n, links_);
+    for (int c = 0; c < n; ++c) {
+        const ShardCard& sc = layout_.cards[c];
+        auto card = std::make_unique<Card>();
+        card->device = std::make_unique<CpuDevice>(sc.name, sc.budget_bytes, c);
+        card->pool = std::make_unique<kernels::ThreadPool>(std::max(1, options_.threads_per_card));
+        card->share = shares[c];
+        // Virtual cards read their tensors from the shared host mapping: the bytes are charged, not copied.
+        card->weights = MemoryReservation(card->device->budget(), shares[c].dense_weights + shares[c].expert_weights,
+                                          MemoryKind::kWeights);
+        if (sc.layer_end > sc.layer_begin) {
+            card->kv = std::make_unique<KvCache>(hp, options_.context, sc.layer_begin, sc.layer_end);
+            card->kv_charge = MemoryReservation(card->device->budget(), card->kv->bytes(), MemoryKind::kKv);
+        }
+        if (hp.n_expert > 0) {
+            card->dispatcher = std::make_unique<Dispatcher>(
+                *comms_[c], *card->device,
+                DispatchConfig{.hidden_dim = hp.n_embd, .top_k = static_cast<int>(hp.n_expert_used),
+                               .quantize_8bit = options_.quantize_8bit});
+        }
+        cards_.push_back(std::move(card));
+    }
+}
+
+ShardedModel::~ShardedModel() = default;
+
+std::vector<float> ShardedModel::eval(std::span<const int32_t> tokens, bool all_logits) {
+    MOERIG_CHECK(!tokens.empty(), ConfigError, "sharded eval: no tokens");
+    MOERIG_CHECK(n_past_ + static_cast<int64_t>(tokens.size()) <= options_.context, ConfigError,
+                 "sharded eval: {} + {} tokens exceed the context of {} positions", n_past_, tokens.size(),
+                 options_.context);
+    std::vector<float> logits;
+    run_on_ranks(comms_, [&](int rank) { run_card(rank, tokens, all_logits, logits); });
+    n_past_ += static_cast<int64_t>(tokens.size());
+    return logits;
+}
+
+void ShardedModel::run_card(int rank, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits) {
+    const auto start = std::chrono::steady_clock::now();
+    const double wait_before = comms_[rank]->stats().wait_s;
+    const ModelHParams& hp = model_.hparams();
+    Card& card = *cards_[rank];
+    Communicator& comm = *comms_[rank];
+    const int64_t num_tokens = static_cast<int64_t>(tokens.size());
+    const size_t x_bytes = static_cast<size_t>(num_tokens * hp.n_embd) * sizeof(float);
+    const bool has_stage = layout_.cards[rank].layer_end > layout_.cards[rank].layer_begin;
+    if (has_stage && card.x.num_bytes() < x_bytes) {
+        card.x.reset();
+        card.x = card.device->alloc(x_bytes, MemoryKind::kActivations);
+    }
+    float* x = card.x.as<float>();
+    std::unique_ptr<ShardedExpertRunner> runner;
+    if (card.dispatcher) {
+        runner = std::make_unique<ShardedExpertRunner>(model_, *card.dispatcher, card.handle, placements_,
+                                                       participants_, *card.pool);
+    }
+
+    if (layout_.stage_card(0) == rank) model_.embed(tokens, x);
+    for (int64_t l = 0; l < hp.n_layer; ++l) {
+        const int stage = layout_.stage_card(l);
+        if (l > 0 && layout_.stage_card(l - 1) != stage) {
+            const int prev = layout_.stage_card(l - 1);
+            if (rank == prev) comm.send(x, x_bytes, stage);
+            if (rank == stage) comm.recv(x, x_bytes, prev);
+        }
+        const bool moe = hp.is_moe_layer(l);
+        if (rank == stage) {
+            model_.attention(l, x, num_tokens, n_past_, *card.kv, *card.pool);
+            model_.ffn(l, x, num_tokens, *card.pool, moe ? runner.get() : nullptr);
+        } else if (moe && participants_[l].size() > 1) {
+            const auto& parts = participants_[l];
+            if (std::find(parts.begin(), parts.end(), rank) != parts.end()) {
+                CardLayerExperts experts(model_.weights().layers.at(l), *card.pool);
+                card.dispatcher->forward(card.handle, placements_[l], experts, nullptr, 0, nullptr, nullptr, nullptr,
+                                         parts);
+            }
+        }
+    }
+    if (layout_.stage_card(hp.n_layer - 1) == rank) {
+        const size_t logits_bytes = static_cast<size_t>(num_tokens * hp.n_vocab) * sizeof(float);
+        if (card.logits.num_bytes() < logits_bytes) {
+            card.logits.reset();
+            card.logits = card.device->alloc(logits_bytes, MemoryKind::kActivations);
+        }
+        model_.output(x, num_tokens, card.logits.as<float>(), *card.pool);
+        const float* from = card.logits.as<float>() + (all_logits ? 0 : (num_tokens - 1) * hp.n_vocab);
+        logits.assign(from, from + (all_logits ? num_tokens : 1) * hp.n_vocab);
+    }
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    card.busy_s += wall - (comm.stats().wait_s - wait_before);
+}
+
+std::vector<CardStats> ShardedModel::card_stats() const {
+    std::vector<CardStats> out;
+    for (int c = 0; c < layout_.num_cards(); ++c) {
+        const Card& card = *cards_[c];
+        const MemoryInfo mem = card.device->memory_info();
+        const CommStats comm = comms_[c]->stats();
+        CardStats s;
+        s.name = layout_.cards[c].name;
+        s.budget_bytes = mem.budget_bytes;
+        s.used_bytes = mem.used_bytes;
+        s.peak_bytes = mem.peak_bytes;
+        s.weights_bytes = mem.held(MemoryKind::kWeights);
+        s.kv_bytes = mem.held(MemoryKind::kKv);
+        s.predicted_bytes = layout_.cards[c].predicted_bytes ? layout_.cards[c].predicted_bytes : card.share.total();
+        s.bytes_sent = comm.bytes_sent;
+        s.bytes_received = comm.bytes_received;
+        s.busy_s = card.busy_s;
+        s.modelled_link_s = comm.modelled_s;
+        out.push_back(s);
+    }
+    return out;
+}
+
+double ShardedModel::modelled_link_s() const {
+    if (!links_) return 0;
+    double t = 0;
+    for (int c = 0; c < layout_.num_cards(); ++c) t = std::max(t, links_->clock_s(c));
+    return t;
+}
+
+}  // namespace moerig::runtime
