@@ -133,13 +133,14 @@ void SafetensorsFile::parse() {
     }
     MOERIG_CHECK(header.is_object(), FormatError, "{}: header at offset 8 should be a JSON object", path_);
 
-    for (const auto& [name, entry] : header.items()) {
+    for (const auto& item : header.items()) {
+        const std::string& name = item.key();
+        const nlohmann::json& entry = item.value();
         if (name == "__metadata__") {
-            MOERIG_CHECK(entry.is_object(), FormatError, "{}: header field '__metadata__' should be an object",
-                         path_);
+            MOERIG_CHECK(entry.is_object(), FormatError, "{}: header field '__metadata__' should be an object", path_);
             for (const auto& [k, v] : entry.items()) {
-                MOERIG_CHECK(v.is_string(), FormatError, "{}: header field '__metadata__.{}' should be a string",
-                             path_, k);
+                MOERIG_CHECK(v.is_string(), FormatError, "{}: header field '__metadata__.{}' should be a string", path_,
+                             k);
                 metadata_[k] = v.get<std::string>();
             }
             continue;
@@ -153,8 +154,7 @@ void SafetensorsFile::parse() {
         StTensor t;
         t.name = name;
         const auto& dtype = field("dtype");
-        MOERIG_CHECK(dtype.is_string(), FormatError, "{}: tensor '{}' field 'dtype' should be a string", path_,
-                     name);
+        MOERIG_CHECK(dtype.is_string(), FormatError, "{}: tensor '{}' field 'dtype' should be a string", path_, name);
         const DTypeInfo* info = dtype_by_name(dtype.get<std::string>());
         MOERIG_CHECK(info != nullptr, FormatError,
                      "{}: tensor '{}' field 'dtype' is '{}', which is not a safetensors dtype", path_, name,
@@ -174,14 +174,14 @@ void SafetensorsFile::parse() {
                          "{}: tensor '{}' field 'shape' {} overflows 64 bits", path_, name, shape.dump());
             t.shape.push_back(dim);
         }
-        MOERIG_CHECK(num_bits % 8 == 0, FormatError, "{}: tensor '{}' of {} has an odd number of 4-bit elements",
-                     path_, name, info->name);
+        MOERIG_CHECK(num_bits % 8 == 0, FormatError, "{}: tensor '{}' of {} has an odd number of 4-bit elements", path_,
+                     name, info->name);
 
         const auto& offs = field("data_offsets");
-        MOERIG_CHECK(offs.is_array() && offs.size() == 2 && offs[0].is_number_unsigned() &&
-                         offs[1].is_number_unsigned(),
-                     FormatError, "{}: tensor '{}' field 'data_offsets' should be [begin, end], got {}", path_,
-                     name, offs.dump());
+        MOERIG_CHECK(
+            offs.is_array() && offs.size() == 2 && offs[0].is_number_unsigned() && offs[1].is_number_unsigned(),
+            FormatError, "{}: tensor '{}' field 'data_offsets' should be [begin, end], got {}", path_, name,
+            offs.dump());
         const uint64_t begin = offs[0].get<uint64_t>();
         const uint64_t end = offs[1].get<uint64_t>();
         MOERIG_CHECK(begin <= end, FormatError, "{}: tensor '{}' field 'data_offsets' [{}, {}] ends before it begins",
@@ -251,9 +251,10 @@ SafetensorsModel::SafetensorsModel(const std::filesystem::path& path) : path_(pa
     for (const auto& s : shards) add_file(index.parent_path() / s);
     for (const auto& [name, shard] : j["weight_map"].items()) {
         const StTensor* t = find(name);
-        MOERIG_CHECK(t != nullptr && files_[t->file_idx]->path() == (index.parent_path() / shard.get<std::string>()).string(),
-                     FormatError, "{}: weight_map says tensor '{}' is in {}, but that file does not hold it",
-                     index_name, name, shard.get<std::string>());
+        MOERIG_CHECK(
+            t != nullptr && files_[t->file_idx]->path() == (index.parent_path() / shard.get<std::string>()).string(),
+            FormatError, "{}: weight_map says tensor '{}' is in {}, but that file does not hold it", index_name, name,
+            shard.get<std::string>());
     }
 }
 
@@ -262,9 +263,8 @@ void SafetensorsModel::add_file(const std::filesystem::path& path) {
     const auto file_idx = static_cast<uint32_t>(files_.size());
     for (StTensor t : file->tensors()) {
         t.file_idx = file_idx;
-        MOERIG_CHECK(tensor_idx_.find(t.name) == tensor_idx_.end(), FormatError,
-                     "{}: tensor '{}' is also in {}", file->path(), t.name,
-                     files_[tensors_[tensor_idx_.find(t.name)->second].file_idx]->path());
+        MOERIG_CHECK(tensor_idx_.find(t.name) == tensor_idx_.end(), FormatError, "{}: tensor '{}' is also in {}",
+                     file->path(), t.name, files_[tensors_[tensor_idx_.find(t.name)->second].file_idx]->path());
         tensor_idx_.emplace(t.name, tensors_.size());
         tensors_.push_back(std::move(t));
     }
@@ -290,14 +290,22 @@ uint64_t SafetensorsModel::total_tensor_bytes() const {
 
 DType require_supported(const StTensor& t, const std::string& source) {
     switch (t.dtype) {
-        case StDType::F32: return DType::F32;
-        case StDType::F16: return DType::F16;
-        case StDType::BF16: return DType::BF16;
-        case StDType::F64: return DType::F64;
-        case StDType::I32: return DType::I32;
-        case StDType::I64: return DType::I64;
-        case StDType::I16: return DType::I16;
-        case StDType::I8: return DType::I8;
+        case StDType::F32:
+            return DType::F32;
+        case StDType::F16:
+            return DType::F16;
+        case StDType::BF16:
+            return DType::BF16;
+        case StDType::F64:
+            return DType::F64;
+        case StDType::I32:
+            return DType::I32;
+        case StDType::I64:
+            return DType::I64;
+        case StDType::I16:
+            return DType::I16;
+        case StDType::I8:
+            return DType::I8;
         case StDType::F8_E4M3:
         case StDType::F8_E5M2:
         case StDType::F8_E8M0:
@@ -317,8 +325,9 @@ DType require_supported(const StTensor& t, const std::string& source) {
                      "{}: tensor '{}' is an MXFP4 {} tensor (gpt-oss style): MXFP4 blocks are not supported yet",
                      source, t.name, ends_with(t.name, "blocks") ? "blocks" : "scales");
     }
-    MOERIG_THROW(UnsupportedError, "{}: tensor '{}' has dtype {}, which moerig does not compute with (not supported yet)",
-                 source, t.name, st_dtype_name(t.dtype));
+    MOERIG_THROW(UnsupportedError,
+                 "{}: tensor '{}' has dtype {}, which moerig does not compute with (not supported yet)", source, t.name,
+                 st_dtype_name(t.dtype));
 }
 
 }  // namespace moerig::formats

@@ -1,8 +1,9 @@
-// ThreadPool: workers park on a generation counter (brief spin, then futex wait through std::atomic::wait);
-// a call publishes the job, bumps the generation, runs the caller's share, and waits for the others.
+// ThreadPool: workers park on a generation counter (brief spin, then a condition variable); a call publishes
+// the job, bumps the generation, runs the caller's share, and waits for the others the same way.
 #include "kernels/threadpool.h"
 
 #include <algorithm>
+#include <exception>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -30,9 +31,12 @@ ThreadPool::ThreadPool(int num_threads) {
 }
 
 ThreadPool::~ThreadPool() {
-    stop_.store(true, std::memory_order_release);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
-    generation_.notify_all();
+    {
+        std::lock_guard<std::mutex> lock(sleep_mutex_);
+        stop_.store(true);
+        generation_.fetch_add(1);
+    }
+    wake_cv_.notify_all();
     for (auto& w : workers_) w.join();
 }
 
@@ -54,7 +58,7 @@ void ThreadPool::run_share(int thread_idx) {
 void ThreadPool::worker_loop(int thread_idx) {
     tls_pool = this;
     tls_thread_idx = thread_idx;
-    uint32_t seen = generation_.load(std::memory_order_acquire);
+    uint32_t seen = 0;
     for (;;) {
         uint32_t gen = generation_.load(std::memory_order_acquire);
         for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
@@ -62,13 +66,20 @@ void ThreadPool::worker_loop(int thread_idx) {
             gen = generation_.load(std::memory_order_acquire);
         }
         if (gen == seen) {
-            generation_.wait(seen, std::memory_order_acquire);
-            continue;
+            std::unique_lock<std::mutex> lock(sleep_mutex_);
+            sleepers_.fetch_add(1);
+            wake_cv_.wait(lock, [&] { return generation_.load() != seen; });
+            sleepers_.fetch_sub(1);
+            gen = generation_.load();
         }
         seen = gen;
         if (stop_.load(std::memory_order_acquire)) return;
         run_share(thread_idx);
-        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+        if (pending_.fetch_sub(1) == 1 && sleepers_.load() > 0) {
+            // The caller may be asleep on done_cv_ (or a worker on wake_cv_: harmless, it re-checks).
+            std::lock_guard<std::mutex> lock(sleep_mutex_);
+            done_cv_.notify_all();
+        }
     }
 }
 
@@ -80,36 +91,40 @@ void ThreadPool::run(int64_t n, int64_t grain, Trampoline fn, void* ctx) {
         fn(ctx, 0, n, tls_pool == this ? tls_thread_idx : 0);
         return;
     }
-    // Different outside threads sharing one pool take turns.
-    std::lock_guard<std::mutex> lock(call_mutex_);
+    std::lock_guard<std::mutex> call_lock(call_mutex_);
     job_fn_ = fn;
     job_ctx_ = ctx;
     job_n_ = n;
     job_grain_ = grain;
-    pending_.store(num_threads_ - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
-    generation_.notify_all();
+    pending_.store(num_threads_ - 1);
+    generation_.fetch_add(1);
+    if (sleepers_.load() > 0) {
+        std::lock_guard<std::mutex> lock(sleep_mutex_);
+        wake_cv_.notify_all();
+    }
 
     tls_pool = this;
     tls_thread_idx = 0;
+    struct Reset {
+        ~Reset() { tls_pool = nullptr; }
+    } reset;
+    std::exception_ptr error;
     try {
         run_share(0);
     } catch (...) {
-        tls_pool = nullptr;
-        while (pending_.load(std::memory_order_acquire) != 0) MOERIG_CPU_RELAX();
-        throw;
+        error = std::current_exception();
     }
-    tls_pool = nullptr;
 
-    int remaining = pending_.load(std::memory_order_acquire);
-    for (int spin = 0; remaining != 0 && spin < kSpinIterations * 4; ++spin) {
+    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0 && spin < kSpinIterations * 4; ++spin) {
         MOERIG_CPU_RELAX();
-        remaining = pending_.load(std::memory_order_acquire);
     }
-    while (remaining != 0) {
-        pending_.wait(remaining, std::memory_order_acquire);
-        remaining = pending_.load(std::memory_order_acquire);
+    if (pending_.load() != 0) {
+        std::unique_lock<std::mutex> lock(sleep_mutex_);
+        sleepers_.fetch_add(1);
+        done_cv_.wait(lock, [&] { return pending_.load() == 0; });
+        sleepers_.fetch_sub(1);
     }
+    if (error) std::rethrow_exception(error);
 }
 
 }  // namespace moerig::kernels

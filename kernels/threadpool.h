@@ -1,8 +1,10 @@
 // Persistent worker pool for the CPU kernels. Decode calls parallel_for hundreds of times per token, so a
-// call wakes parked workers (spin, then futex wait) instead of creating threads, and the caller takes part.
+// call wakes parked workers (brief spin, then a condition variable) instead of creating threads; the caller
+// takes part as thread 0.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -63,10 +65,16 @@ class ThreadPool {
     void* job_ctx_ = nullptr;
     int64_t job_n_ = 0;
     int64_t job_grain_ = 1;
-    std::atomic<uint32_t> generation_{0};
-    std::atomic<int> pending_{0};
+    std::atomic<uint32_t> generation_{0};  // bumped once per job
+    std::atomic<int> pending_{0};          // workers still running the current job
     std::atomic<bool> stop_{false};
-    std::mutex call_mutex_;  // outside threads sharing one pool take turns
+    // Sleeping: a thread announces itself in sleepers_ (seq_cst) before re-checking its condition under
+    // sleep_mutex_; a waker changes the condition (seq_cst) before reading sleepers_, so no wakeup is lost.
+    std::atomic<int> sleepers_{0};
+    std::mutex sleep_mutex_;
+    std::condition_variable wake_cv_;  // workers wait for a new generation
+    std::condition_variable done_cv_;  // the caller waits for pending_ == 0
+    std::mutex call_mutex_;            // outside threads sharing one pool take turns
 };
 
 }  // namespace moerig::kernels

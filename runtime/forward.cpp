@@ -48,6 +48,13 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const std::string& gguf_path, const ModelOptions& options) {
     std::unique_ptr<Model> m(new Model());
     m->options_ = options;
+    // The pool first: its workers start while the file is parsed.
+    if (options.num_threads > 0) {
+        m->own_pool_ = std::make_unique<kernels::ThreadPool>(options.num_threads);
+        m->pool_ = m->own_pool_.get();
+    } else {
+        m->pool_ = &kernels::ThreadPool::global();
+    }
     m->gguf_ = std::make_unique<formats::GgufModel>(gguf_path);
     m->hparams_ = ModelHParams::from_gguf(*m->gguf_);
     m->weights_ = ModelWeights::bind(*m->gguf_, m->hparams_);
@@ -60,12 +67,6 @@ std::unique_ptr<Model> Model::load(const std::string& gguf_path, const ModelOpti
             if (m->tokenizer_->is_eog(id) && !m->hparams_.is_eog(id)) m->hparams_.eog_ids.push_back(id);
         }
         std::sort(m->hparams_.eog_ids.begin(), m->hparams_.eog_ids.end());
-    }
-    if (options.num_threads > 0) {
-        m->own_pool_ = std::make_unique<kernels::ThreadPool>(options.num_threads);
-        m->pool_ = m->own_pool_.get();
-    } else {
-        m->pool_ = &kernels::ThreadPool::global();
     }
     if (options.progress && isatty(STDERR_FILENO)) touch_weights(*m->gguf_);
     return m;

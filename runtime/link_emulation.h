@@ -58,7 +58,8 @@ class LinkEmulation {
     };
     std::vector<Departure> depart(int src_rank, const std::vector<LinkMessage>& messages);
 
-    /// Receiver side: messages (in src-rank order, with their departures) occupy dst's downlink, no
+    /// Receiver side: messages (in the order given: LocalCommunicator sorts them by departure, then
+    /// sender rank, with their departures) occupy dst's downlink, no
     /// earlier than start_s (dst's clock when its group began). Returns the last arrival (+ latency),
     /// or start_s when there are none.
     double arrive(int dst_rank, double start_s, const std::vector<LinkMessage>& messages,

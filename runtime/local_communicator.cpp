@@ -39,7 +39,7 @@ class LocalWorld {
     uint64_t barrier_generation_ = 0;
 
     void throw_if_aborted(int rank) const {
-        if (aborted_) MOERIG_THROW(Error, "communicator rank {}: aborted ({})", rank, abort_reason_);
+        if (aborted_) MOERIG_THROW(CommunicatorAborted, "communicator rank {}: aborted ({})", rank, abort_reason_);
     }
     void abort_locked(const std::string& reason) {
         if (!aborted_) {
@@ -166,7 +166,10 @@ void LocalCommunicator::group_end() {
 
     double moved_s = 0;
     if (w.links_) {
+        // The downlink takes messages in the order they become available (staged: fully in host memory),
+        // ties by sender rank: a fixed order, whatever the threads did.
         std::stable_sort(taken.begin(), taken.end(), [](const Taken& a, const Taken& b) {
+            if (a.departure.up_end != b.departure.up_end) return a.departure.up_end < b.departure.up_end;
             return a.src_rank != b.src_rank ? a.src_rank < b.src_rank : a.issue_idx < b.issue_idx;
         });
         for (const Taken& t : taken) {
@@ -189,7 +192,12 @@ void LocalCommunicator::group_end() {
     }
     ++stats_.num_groups;
     stats_.modelled_s += moved_s;
-    if (sleep && moved_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(moved_s));
+    // Demo mode: the group takes (at least) its modelled time in wall-clock terms; the real copies
+    // above already spent part of it.
+    if (sleep && moved_s > 0) {
+        std::this_thread::sleep_until(wall_start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                       std::chrono::duration<double>(moved_s)));
+    }
     stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 }
 
@@ -239,26 +247,33 @@ std::vector<std::unique_ptr<LocalCommunicator>> make_local_communicators(int num
 void run_on_ranks(const std::vector<std::unique_ptr<LocalCommunicator>>& comms, const std::function<void(int)>& fn) {
     const int n = static_cast<int>(comms.size());
     std::vector<std::exception_ptr> errors(n);
-    std::mutex first_mutex;
-    int first_failed = -1;
+    std::vector<bool> aborted(n, false);
     {
         std::vector<std::jthread> threads;
         for (int r = 0; r < n; ++r) {
             threads.emplace_back([&, r] {
                 try {
                     fn(r);
+                } catch (const CommunicatorAborted&) {
+                    errors[r] = std::current_exception();
+                    aborted[r] = true;
                 } catch (const std::exception& e) {
                     errors[r] = std::current_exception();
-                    std::lock_guard lock(first_mutex);
-                    if (first_failed < 0) {
-                        first_failed = r;
-                        comms[r]->abort(e.what());
-                    }
+                    comms[r]->abort(e.what());
                 }
             });
         }
     }
-    if (first_failed >= 0) std::rethrow_exception(errors[first_failed]);
+    rethrow_rank_error(errors, aborted);
+}
+
+void rethrow_rank_error(const std::vector<std::exception_ptr>& errors, const std::vector<bool>& aborted) {
+    // The rank that failed first is the one whose error is not an abort; ranks that were merely
+    // released by the abort come second.
+    for (size_t r = 0; r < errors.size(); ++r)
+        if (errors[r] && !aborted[r]) std::rethrow_exception(errors[r]);
+    for (size_t r = 0; r < errors.size(); ++r)
+        if (errors[r]) std::rethrow_exception(errors[r]);
 }
 
 }  // namespace moerig::runtime

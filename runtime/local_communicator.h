@@ -4,17 +4,25 @@
 // the time each exchange would take on the rig's PCIe links (and can sleep to match it).
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/error.h"
 #include "runtime/communicator.h"
 #include "runtime/link_emulation.h"
 
 namespace moerig::runtime {
 
 class LocalWorld;
+
+/// Raised on every rank whose communicator was aborted because another rank failed; run_on_ranks
+/// reports the failing rank's own error instead.
+class CommunicatorAborted : public Error {
+    using Error::Error;
+};
 
 class LocalCommunicator final : public Communicator {
   public:
@@ -61,5 +69,9 @@ std::vector<std::unique_ptr<LocalCommunicator>> make_local_communicators(int num
 /// Runs fn(rank) on one thread per communicator and joins them. When a rank throws, the others are
 /// aborted (so none waits for it forever) and the first rank's own error is rethrown here.
 void run_on_ranks(const std::vector<std::unique_ptr<LocalCommunicator>>& comms, const std::function<void(int)>& fn);
+
+/// Rethrows the error of the first rank that failed on its own (not CommunicatorAborted), else the
+/// first error; returns when there is none. errors/aborted are per rank.
+void rethrow_rank_error(const std::vector<std::exception_ptr>& errors, const std::vector<bool>& aborted);
 
 }  // namespace moerig::runtime

@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "formats/gguf.h"
 #include "kernels/error.h"
@@ -39,6 +43,80 @@ class CardLayerExperts final : public CardExperts {
 };
 
 }  // namespace
+
+/// One persistent thread per card (rank 0 runs on the caller's thread), so a decode step costs a
+/// wake-up per card rather than a thread start. A rank that throws aborts the communicator so no peer
+/// waits for it forever; the first rank's own error is rethrown by run().
+class ShardedModel::CardThreads {
+  public:
+    explicit CardThreads(std::vector<LocalCommunicator*> comms) : comms_(std::move(comms)), errors_(comms_.size()) {
+        for (int r = 1; r < static_cast<int>(comms_.size()); ++r) threads_.emplace_back([this, r] { loop(r); });
+    }
+    ~CardThreads() {
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        start_cv_.notify_all();
+        threads_.clear();  // joins
+    }
+
+    void run(const std::function<void(int)>& fn) {
+        {
+            std::lock_guard lock(mutex_);
+            fn_ = &fn;
+            remaining_ = static_cast<int>(comms_.size()) - 1;
+            errors_.assign(comms_.size(), nullptr);
+            aborted_.assign(comms_.size(), false);
+            ++generation_;
+        }
+        start_cv_.notify_all();
+        call(0);
+        std::unique_lock lock(mutex_);
+        done_cv_.wait(lock, [&] { return remaining_ == 0; });
+        rethrow_rank_error(errors_, aborted_);
+    }
+
+  private:
+    void call(int rank) {
+        try {
+            (*fn_)(rank);
+        } catch (const CommunicatorAborted&) {
+            std::lock_guard lock(mutex_);
+            errors_[rank] = std::current_exception();
+            aborted_[rank] = true;
+        } catch (const std::exception& e) {
+            std::lock_guard lock(mutex_);
+            errors_[rank] = std::current_exception();
+            comms_[rank]->abort(e.what());
+        }
+    }
+    void loop(int rank) {
+        uint64_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock lock(mutex_);
+                start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+                if (stop_) return;
+                seen = generation_;
+            }
+            call(rank);
+            std::lock_guard lock(mutex_);
+            if (--remaining_ == 0) done_cv_.notify_all();
+        }
+    }
+
+    std::vector<LocalCommunicator*> comms_;
+    std::mutex mutex_;
+    std::condition_variable start_cv_, done_cv_;
+    uint64_t generation_ = 0;
+    int remaining_ = 0;
+    bool stop_ = false;
+    const std::function<void(int)>* fn_ = nullptr;
+    std::vector<std::exception_ptr> errors_;
+    std::vector<bool> aborted_;
+    std::vector<std::jthread> threads_;
+};
 
 struct ShardedModel::Card {
     std::unique_ptr<CpuDevice> device;
@@ -138,6 +216,9 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
         }
         cards_.push_back(std::move(card));
     }
+    std::vector<LocalCommunicator*> comm_ptrs;
+    for (auto& c : comms_) comm_ptrs.push_back(c.get());
+    threads_ = std::make_unique<CardThreads>(std::move(comm_ptrs));
 }
 
 ShardedModel::~ShardedModel() = default;
@@ -148,7 +229,7 @@ std::vector<float> ShardedModel::eval(std::span<const int32_t> tokens, bool all_
                  "sharded eval: {} + {} tokens exceed the context of {} positions", n_past_, tokens.size(),
                  options_.context);
     std::vector<float> logits;
-    run_on_ranks(comms_, [&](int rank) { run_card(rank, tokens, all_logits, logits); });
+    threads_->run([&](int rank) { run_card(rank, tokens, all_logits, logits); });
     n_past_ += static_cast<int64_t>(tokens.size());
     return logits;
 }

@@ -54,11 +54,12 @@ class ShardedModel {
     const ShardLayout& layout() const { return layout_; }
     const Model& model() const { return model_; }
     std::vector<CardStats> card_stats() const;
-    /// Sum over cards of the modelled link time on the slowest card's clock (emulation only).
+    /// Modelled link time on the slowest card's clock so far (emulation only).
     double modelled_link_s() const;
 
   private:
     struct Card;
+    class CardThreads;
     void run_card(int rank, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits);
 
     const Model& model_;
@@ -69,6 +70,7 @@ class ShardedModel {
     std::shared_ptr<LinkEmulation> links_;
     std::vector<std::unique_ptr<LocalCommunicator>> comms_;
     std::vector<std::unique_ptr<Card>> cards_;
+    std::unique_ptr<CardThreads> threads_;  // last: stopped before the cards go
     int64_t n_past_ = 0;
 };
 

@@ -32,8 +32,8 @@ const GgufValue& array_of(const KvMap& kv, const std::string& key, GgufType elem
 std::optional<std::string> opt_string(const KvMap& kv, const std::string& key, const std::string& source) {
     const GgufValue* v = find(kv, key);
     if (v == nullptr) return std::nullopt;
-    MOERIG_CHECK(v->type == GgufType::STRING, FormatError, "{}: metadata key '{}' should be a string but is {}",
-                 source, key, formats::gguf_type_name(v->type));
+    MOERIG_CHECK(v->type == GgufType::STRING, FormatError, "{}: metadata key '{}' should be a string but is {}", source,
+                 key, formats::gguf_type_name(v->type));
     return v->s;
 }
 
@@ -50,41 +50,63 @@ std::optional<int64_t> opt_int(const KvMap& kv, const std::string& key, const st
     if (v == nullptr) return std::nullopt;
     MOERIG_CHECK(v->is_integer(), FormatError, "{}: metadata key '{}' should be an integer but is {}", source, key,
                  formats::gguf_type_name(v->type));
-    return v->type == GgufType::U64 && v->u > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX
-                                                                                  : static_cast<int64_t>(v->u);
+    return v->type == GgufType::U64 && v->u > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v->u);
 }
 
 uint32_t attr_from_type(int64_t t) {
     switch (t) {
-        case 1: return kAttrNormal;
-        case 2: return kAttrUnknown;
-        case 3: return kAttrControl;
-        case 4: return kAttrUserDefined;
-        case 5: return kAttrUnused;
-        case 6: return kAttrByte;
-        default: return kAttrUndefined;
+        case 1:
+            return kAttrNormal;
+        case 2:
+            return kAttrUnknown;
+        case 3:
+            return kAttrControl;
+        case 4:
+            return kAttrUserDefined;
+        case 5:
+            return kAttrUnused;
+        case 6:
+            return kAttrByte;
+        default:
+            return kAttrUndefined;
     }
 }
 
 // Texts by which llama.cpp recognises end-of-turn / end-of-generation tokens (llama-vocab.cpp).
-constexpr std::string_view kEotTexts[] = {"<|eot_id|>",  "<|im_end|>",       "<|end|>",
-                                          "<end_of_turn>", "<|endoftext|>",  "<|end_of_text|>",
-                                          "<EOT>",       "_<EOT>",           "[EOT]",
-                                          "<｜end▁of▁sentence｜>", "<end_of_utterance>"};
-constexpr std::string_view kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",      "<|flush|>",       "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",     "_<EOT>",          "[EOT]",
-    "[EOS]",      "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<｜end▁of▁sentence｜>", "[e~["};
+constexpr std::string_view kEotTexts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",         "<|endoftext|>",     "<|end_of_text|>",
+    "<EOT>",      "_<EOT>",     "[EOT]",   "<｜end▁of▁sentence｜>", "<end_of_utterance>"};
+constexpr std::string_view kEogTexts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<|return|>",
+                                          "<|call|>",
+                                          "<|flush|>",
+                                          "<|calls|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "</s>",
+                                          "<|eom_id|>",
+                                          "<EOT>",
+                                          "_<EOT>",
+                                          "[EOT]",
+                                          "[EOS]",
+                                          "<|end_of_text|>",
+                                          "<end_of_utterance>",
+                                          "<eos>",
+                                          "<turn|>",
+                                          "<|tool_response>",
+                                          "<｜end▁of▁sentence｜>",
+                                          "[e~["};
 // FIM and repo tokens llama.cpp also promotes to control (and pad/repo/sep to end-of-generation).
 constexpr std::string_view kFimTexts[] = {
-    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>",
-    "<|prefix|>", "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
-    "<|code_suffix|>", "<|suffix|>", "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>",
-    "▁<MID>", "<|code_middle|>", "<|middle|>"};
-constexpr std::string_view kFimEogTexts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",      "[PAD]",
-                                             "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
-                                             "<reponame>", "<|file_sep|>"};
+    "<|fim_prefix|>",  "<fim-prefix>",  "<fim_prefix>",    "<｜fim▁begin｜>", "<PRE>",           "▁<PRE>",
+    "<|code_prefix|>", "<|prefix|>",    "<|fim_suffix|>",  "<fim-suffix>",    "<fim_suffix>",    "<｜fim▁hole｜>",
+    "<SUF>",           "▁<SUF>",        "<|code_suffix|>", "<|suffix|>",      "<|fim_middle|>",  "<fim-middle>",
+    "<fim_middle>",    "<｜fim▁end｜>", "<MID>",           "▁<MID>",          "<|code_middle|>", "<|middle|>"};
+constexpr std::string_view kFimEogTexts[] = {"<|fim_pad|>", "<fim-pad>",    "<fim_pad>",     "<PAD>",
+                                             "[PAD]",       "<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+                                             "<REPO>",      "<reponame>",   "<|file_sep|>"};
 
 template <size_t N>
 bool in(std::string_view s, const std::string_view (&list)[N]) {
@@ -98,7 +120,9 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::from_gguf(const formats::GgufModel& model) { return from_metadata(model.metadata(), model.path()); }
+Tokenizer Tokenizer::from_gguf(const formats::GgufModel& model) {
+    return from_metadata(model.metadata(), model.path());
+}
 
 Tokenizer Tokenizer::from_metadata(const KvMap& kv, const std::string& source) {
     Tokenizer t;
@@ -145,8 +169,8 @@ Tokenizer Tokenizer::from_metadata(const KvMap& kv, const std::string& source) {
         MOERIG_CHECK(types->type == GgufType::ARRAY && types->elem_type == GgufType::I32, FormatError,
                      "{}: tokenizer.ggml.token_type should be an array of i32", source);
         MOERIG_CHECK(types->arr.size() >= num_tokens, FormatError,
-                     "{}: tokenizer.ggml.token_type has {} entries but there are {} tokens", source,
-                     types->arr.size(), num_tokens);
+                     "{}: tokenizer.ggml.token_type has {} entries but there are {} tokens", source, types->arr.size(),
+                     num_tokens);
     }
     t.texts_.resize(num_tokens);
     t.scores_.assign(num_tokens, 0.f);
@@ -173,8 +197,8 @@ Tokenizer Tokenizer::from_metadata(const KvMap& kv, const std::string& source) {
         for (size_t i = 0; i < merges.arr.size(); ++i) {
             const std::string& m = merges.arr[i].s;
             const size_t pos = m.find(' ', 1);
-            std::string key = pos == std::string::npos ? std::string(1, '\0')
-                                                       : m.substr(0, pos) + '\0' + m.substr(pos + 1);
+            std::string key =
+                pos == std::string::npos ? std::string(1, '\0') : m.substr(0, pos) + '\0' + m.substr(pos + 1);
             t.merge_ranks_.emplace(std::move(key), static_cast<int32_t>(i));  // first occurrence wins
         }
     }
@@ -238,8 +262,8 @@ void Tokenizer::finish_setup() {
         return std::any_of(eog.begin(), eog.end(), [&](int32_t id) { return texts_[id] == s; });
     };
     // o200k_harmony / solar-open: "<|end|>" ends a message, not the generation.
-    if (has_text("<|end|>") && ((has_text("<|return|>") && has_text("<|call|>")) ||
-                                (has_text("<|calls|>") && has_text("<|flush|>")))) {
+    if (has_text("<|end|>") &&
+        ((has_text("<|return|>") && has_text("<|call|>")) || (has_text("<|calls|>") && has_text("<|flush|>")))) {
         const int32_t end_id = find_token("<|end|>");
         std::erase(eog, end_id);
         attrs_[end_id] = kAttrUserDefined;
@@ -249,13 +273,16 @@ void Tokenizer::finish_setup() {
     eog_ids_ = std::move(eog);
 
     for (size_t i = 0; i < texts_.size(); ++i) {
-        if (attrs_[i] & (kAttrControl | kAttrUserDefined | kAttrUnknown)) special_ids_.push_back(static_cast<int32_t>(i));
+        if (attrs_[i] & (kAttrControl | kAttrUserDefined | kAttrUnknown))
+            special_ids_.push_back(static_cast<int32_t>(i));
     }
     std::stable_sort(special_ids_.begin(), special_ids_.end(),
                      [&](int32_t a, int32_t b) { return texts_[a].size() > texts_[b].size(); });
 }
 
-bool Tokenizer::is_eog(int32_t id) const { return std::binary_search(eog_ids_.begin(), eog_ids_.end(), id); }
+bool Tokenizer::is_eog(int32_t id) const {
+    return std::binary_search(eog_ids_.begin(), eog_ids_.end(), id);
+}
 
 const std::string& Tokenizer::token_text(int32_t id) const {
     MOERIG_CHECK(valid(id), Error, "{}: token id {} is outside the vocabulary of {} tokens", source_, id,
@@ -263,7 +290,9 @@ const std::string& Tokenizer::token_text(int32_t id) const {
     return texts_[id];
 }
 
-uint32_t Tokenizer::token_attr(int32_t id) const { return valid(id) ? attrs_[id] : kAttrUndefined; }
+uint32_t Tokenizer::token_attr(int32_t id) const {
+    return valid(id) ? attrs_[id] : kAttrUndefined;
+}
 
 int32_t Tokenizer::find_token(std::string_view text) const {
     auto it = ids_.find(std::string(text));
@@ -356,7 +385,10 @@ std::string Tokenizer::token_to_piece(int32_t id, bool special) const {
         if (attr & kAttrByte) {
             // "<0xNN>"
             auto hex = [](char c) {
-                return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+                return c >= '0' && c <= '9'   ? c - '0'
+                       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                              : -1;
             };
             if (text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>' && hex(text[3]) >= 0 &&
                 hex(text[4]) >= 0) {

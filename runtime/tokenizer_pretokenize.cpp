@@ -76,27 +76,32 @@ PreTokenizerSpec pretokenizer_spec(std::string_view name, const std::string& sou
     PreTokenizerSpec s;
     if (name.empty() || name == "default") {
         s.regexes = {"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2, "\\p{N}+", "[0-9][0-9][0-9]"};
-    } else if (is_one_of(name, {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
-                                "lfm2"})) {
+    } else if (is_one_of(name,
+                         {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"})) {
         s.regexes = {kLlama3};
         s.ignore_merges = true;
         s.add_bos = true;
     } else if (is_one_of(name, {"dbrx", "smaug-bpe"})) {
         s.regexes = {kLlama3};
     } else if (name == "deepseek-llm") {
-        s.regexes = {"[\r\n]", kDeepseekLlmLetters, "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+", "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+        s.regexes = {"[\r\n]",
+                     kDeepseekLlmLetters,
+                     "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
+                     "\\s+$",
+                     "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
                      "\\p{N}+"};
     } else if (name == "deepseek-coder") {
-        s.regexes = {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"};
+        s.regexes = {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
+                     "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"};
     } else if (name == "deepseek-v3") {
         s.regexes = {"\\p{N}{1,3}", "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+", kDeepseek3};
     } else if (name == "falcon") {
         s.regexes = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", kGpt2, "[0-9][0-9][0-9]"};
     } else if (is_one_of(name, {"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"})) {
         s.regexes = {"\\p{N}", kGpt2};
-    } else if (is_one_of(name, {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de",
-                                "a.x-4.0", "mellum", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo",
-                                "jais", "trillion"})) {
+    } else if (is_one_of(name,
+                         {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
+                          "mellum", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais", "trillion"})) {
         s.regexes = {kGpt2};
     } else if (is_one_of(name, {"qwen2", "deepseek-r1-qwen", "stablelm2", "hunyuan"})) {
         s.regexes = {kQwen2};
@@ -152,8 +157,8 @@ std::vector<uint32_t> utf8_to_codepoints(std::string_view s) {
             out.push_back(((b & 0x0Fu) << 12) | ((p[i + 1] & 0x3Fu) << 6) | (p[i + 2] & 0x3Fu));
             i += 3;
         } else if ((b & 0xF8) == 0xF0 && cont(i + 1) && cont(i + 2) && cont(i + 3)) {
-            const uint32_t cp = ((b & 0x07u) << 18) | ((p[i + 1] & 0x3Fu) << 12) | ((p[i + 2] & 0x3Fu) << 6) |
-                                (p[i + 3] & 0x3Fu);
+            const uint32_t cp =
+                ((b & 0x07u) << 18) | ((p[i + 1] & 0x3Fu) << 12) | ((p[i + 2] & 0x3Fu) << 6) | (p[i + 3] & 0x3Fu);
             out.push_back(cp <= 0x10FFFF ? cp : 0xFFFD);
             i += 4;
         } else {
@@ -184,7 +189,9 @@ void append_utf8(std::string& out, uint32_t cp) {
 
 namespace {
 // Printable Latin-1 bytes stand for themselves; the other 68 bytes take 256, 257, ... in byte order.
-bool byte_is_printable(uint32_t b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; }
+bool byte_is_printable(uint32_t b) {
+    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+}
 }  // namespace
 
 uint32_t byte_to_codepoint(uint8_t b) {

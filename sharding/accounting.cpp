@@ -90,10 +90,12 @@ class TensorListBuilder {
         } else {
             add(l, "attn_q.weight", TensorRole::kAttention, {h, q_dim});
         }
-        add(l, "attn_kv_a_mqa.weight", TensorRole::kAttention, {h, uint64_t{spec_.kv_lora_rank} + spec_.qk_rope_head_dim});
+        add(l, "attn_kv_a_mqa.weight", TensorRole::kAttention,
+            {h, uint64_t{spec_.kv_lora_rank} + spec_.qk_rope_head_dim});
         add(l, "attn_kv_a_norm.weight", TensorRole::kNorm, {spec_.kv_lora_rank});
-        add(l, "attn_kv_b.weight", TensorRole::kAttention,
-            {spec_.kv_lora_rank, heads * (spec_.qk_nope_head_dim + spec_.v_head_dim)});
+        // llama.cpp's converter splits kv_b per head into the absorbed-MLA halves k_b and v_b.
+        add(l, "attn_k_b.weight", TensorRole::kAttention, {spec_.qk_nope_head_dim, spec_.kv_lora_rank, heads});
+        add(l, "attn_v_b.weight", TensorRole::kAttention, {spec_.kv_lora_rank, spec_.v_head_dim, heads});
         add(l, "attn_output.weight", TensorRole::kAttention, {heads * spec_.v_head_dim, h});
     }
 
@@ -160,7 +162,6 @@ std::string lower_ext(const fs::path& p) {
     for (char& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return e;
 }
-
 
 // ---- GGUF --------------------------------------------------------------------------------------------
 
@@ -235,8 +236,12 @@ void finish_account(ModelAccount& a) {
                 layer.expert_params += t.elems_per_expert;
                 a.routed_expert_bytes += t.num_bytes;
                 continue;  // active share added per layer below
-            case TensorRole::kSharedExpert: layer.shared_expert_bytes += t.num_bytes; break;
-            case TensorRole::kAttention: layer.attention_bytes += t.num_bytes; break;
+            case TensorRole::kSharedExpert:
+                layer.shared_expert_bytes += t.num_bytes;
+                break;
+            case TensorRole::kAttention:
+                layer.attention_bytes += t.num_bytes;
+                break;
             case TensorRole::kRouter:
                 layer.router_bytes += t.num_bytes;
                 layer.dense_bytes += t.num_bytes;
@@ -323,8 +328,8 @@ ModelSpec spec_from_gguf(const formats::GgufModel& g) {
         s.q_lora_rank = static_cast<uint32_t>(g.get_u64_opt(k + "attention.q_lora_rank").value_or(0));
         s.qk_rope_head_dim = static_cast<uint32_t>(g.get_u64(k + "rope.dimension_count"));
         // Newer conversions store the absorbed-MLA widths in key_length and the originals in *_mla.
-        const uint64_t key = g.get_u64_opt(k + "attention.key_length_mla")
-                                 .value_or(g.get_u64(k + "attention.key_length"));
+        const uint64_t key =
+            g.get_u64_opt(k + "attention.key_length_mla").value_or(g.get_u64(k + "attention.key_length"));
         s.v_head_dim = static_cast<uint32_t>(
             g.get_u64_opt(k + "attention.value_length_mla").value_or(g.get_u64(k + "attention.value_length")));
         s.head_dim = static_cast<uint32_t>(key);
@@ -343,8 +348,8 @@ ModelSpec spec_from_gguf(const formats::GgufModel& g) {
         s.num_shared_experts = std::max<uint32_t>(s.num_shared_experts, 1);
         s.shared_expert_ffn = g.tensor("blk." + std::to_string(s.num_leading_dense) + ".ffn_up_shexp.weight").dims[1];
     }
-    s.routing = g.get_u64_opt(k + "expert_gating_func").value_or(1) == 2 ? RoutingFunc::kSigmoid
-                                                                        : RoutingFunc::kSoftmax;
+    s.routing =
+        g.get_u64_opt(k + "expert_gating_func").value_or(1) == 2 ? RoutingFunc::kSigmoid : RoutingFunc::kSoftmax;
     s.num_expert_groups = static_cast<uint32_t>(g.get_u64_opt(k + "expert_group_count").value_or(1));
     s.num_expert_groups_used =
         static_cast<uint32_t>(g.get_u64_opt(k + "expert_group_used_count").value_or(s.num_expert_groups));
@@ -392,10 +397,10 @@ ModelAccount account_gguf(const formats::GgufModel& g) {
         }
         t.layer_idx = layer;
         if (layer < 0) {
-            t.role = gt.name.rfind("token_embd.", 0) == 0 ? TensorRole::kEmbedding
-                     : gt.name.rfind("output.", 0) == 0   ? TensorRole::kOutput
+            t.role = gt.name.rfind("token_embd.", 0) == 0        ? TensorRole::kEmbedding
+                     : gt.name.rfind("output.", 0) == 0          ? TensorRole::kOutput
                      : gt.name.find("norm") != std::string::npos ? TensorRole::kNorm
-                                                                  : TensorRole::kOther;
+                                                                 : TensorRole::kOther;
         } else {
             t.role = gguf_role(local);
         }

@@ -206,10 +206,9 @@ CardCatalog CardCatalog::parse(const YamlNode& root) {
         s.reserve_bytes = c.bytes("reserve");
         MOERIG_CHECK(s.vram_bytes > s.reserve_bytes, ConfigError, "{}: reserve ({} bytes) must be below vram ({})",
                      c.where("reserve"), s.reserve_bytes, s.vram_bytes);
-        MOERIG_CHECK(s.compute_capability > 0 && s.fp32_flops >= 0 && s.fp16_flops >= 0 && s.int8_ops >= 0,
-                     ConfigError, "{}: rates and compute capability must be positive", c.where());
-        MOERIG_CHECK(cat.find_opt(s.name) == nullptr, ConfigError, "{}: card '{}' is listed twice", c.where(),
-                     s.name);
+        MOERIG_CHECK(s.compute_capability > 0 && s.fp32_flops >= 0 && s.fp16_flops >= 0 && s.int8_ops >= 0, ConfigError,
+                     "{}: rates and compute capability must be positive", c.where());
+        MOERIG_CHECK(cat.find_opt(s.name) == nullptr, ConfigError, "{}: card '{}' is listed twice", c.where(), s.name);
         cat.cards_.push_back(std::move(s));
     }
     return cat;
@@ -232,8 +231,8 @@ const CardSpec& CardCatalog::find(const std::string& name) const {
     if (const CardSpec* c = find_opt(name)) return *c;
     std::vector<std::string> candidates = names();
     for (const auto& c : cards_) candidates.insert(candidates.end(), c.aliases.begin(), c.aliases.end());
-    MOERIG_THROW(ConfigError, "unknown card '{}'{}; known cards are listed in {}", name,
-                 did_you_mean(name, candidates), file_.empty() ? std::string("cards.yaml") : file_);
+    MOERIG_THROW(ConfigError, "unknown card '{}'{}; known cards are listed in {}", name, did_you_mean(name, candidates),
+                 file_.empty() ? std::string("cards.yaml") : file_);
 }
 
 std::vector<std::string> CardCatalog::names() const {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/error.h"
 #include "sharding/cost_coefficients.h"
@@ -40,6 +41,8 @@ proto::ModelSpec model_proto(const ModelAccount& model, uint64_t expert_bytes, u
 double copy_prob(const LayerCost& layer, uint32_t expert_idx, const ExpertCopy& copy) {
     return std::min(1.0, layer.expert_prob[expert_idx] * copy.share);
 }
+
+constexpr double kNever = std::numeric_limits<double>::infinity();
 
 double link_seconds(double bytes, double rate) { return rate > 0 ? bytes / rate : 0.0; }
 
@@ -293,9 +296,29 @@ PlanProblem make_problem(const ModelAccount& model, const RigSpec& rig, const Wo
     return p;
 }
 
-double decode_step_seconds(const PlanProblem& problem, const Layout& layout, uint32_t batch, uint32_t context) {
+DecodeStep decode_step(const PlanProblem& problem, const Layout& layout, uint32_t batch, uint32_t context,
+                       uint32_t max_microbatches) {
+    DecodeStep best;
+    best.seconds = kNever;
     PassTotals totals;
-    return pass_seconds(problem, layout, batch, batch, context, batch, totals);
+    uint32_t last_size = 0;
+    for (uint32_t m = 1; m <= std::min(batch, max_microbatches); ++m) {
+        const uint32_t size = (batch + m - 1) / m;  // sequences per micro-batch
+        if (size == last_size) continue;
+        last_size = size;
+        const uint32_t count = (batch + size - 1) / size;
+        const double first = pass_seconds(problem, layout, size, size, context, size, totals);
+        const double slowest = *std::max_element(totals.group_s.begin(), totals.group_s.end());
+        // Pipeline fill: the first micro-batch crosses every group, each further one adds the slowest group.
+        const double seconds = first + (count - 1) * slowest;
+        if (seconds < best.seconds * (1 - 1e-12)) best = DecodeStep{seconds, count};
+    }
+    return best;
+}
+
+double decode_step_seconds(const PlanProblem& problem, const Layout& layout, uint32_t batch, uint32_t context,
+                           uint32_t max_microbatches) {
+    return decode_step(problem, layout, batch, context, max_microbatches).seconds;
 }
 
 double prefill_seconds(const PlanProblem& problem, const Layout& layout, uint64_t tokens) {
@@ -339,10 +362,17 @@ Prediction predict(const PlanProblem& problem, const Layout& layout) {
     pred.decode_step_s = decode_step_seconds(problem, layout, 1, mid_context);
     pred.card_read_bytes.assign(problem.num_cards(), 0.0);
     pred.card_link_bytes.assign(problem.num_cards(), 0.0);
+    const DecodeStep step = decode_step(problem, layout, w.batch, mid_context);
+    pred.decode_step_s_batch = step.seconds;
+    pred.decode_microbatches = step.num_microbatches;
+    // Bytes per step: one pass of a micro-batch, times the micro-batches.
     PassTotals totals;
     totals.card_read = &pred.card_read_bytes;
     totals.card_link = &pred.card_link_bytes;
-    pred.decode_step_s_batch = pass_seconds(problem, layout, w.batch, w.batch, mid_context, w.batch, totals);
+    const uint32_t size = (w.batch + step.num_microbatches - 1) / step.num_microbatches;
+    pass_seconds(problem, layout, size, size, mid_context, size, totals);
+    for (double& b : pred.card_read_bytes) b *= step.num_microbatches;
+    for (double& b : pred.card_link_bytes) b *= step.num_microbatches;
     pred.prefill_s = prefill_seconds(problem, layout, w.prompt);
     pred.decode_tokens_per_s = 1.0 / pred.decode_step_s;
     pred.decode_tokens_per_s_batch = w.batch / pred.decode_step_s_batch;

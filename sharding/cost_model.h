@@ -124,6 +124,7 @@ struct Layout {
 struct Prediction {
     double decode_step_s = 0;        // batch 1
     double decode_step_s_batch = 0;  // workload batch
+    uint32_t decode_microbatches = 1;  // at the workload batch
     double prefill_s = 0;            // one prompt
     double decode_tokens_per_s = 0;
     double decode_tokens_per_s_batch = 0;
@@ -137,8 +138,18 @@ struct Prediction {
 
 /// Predicts decode, prefill, TTFT and max context of a feasible layout for the problem's workload.
 Prediction predict(const PlanProblem& problem, const Layout& layout);
-/// Time of one decode step for `batch` sequences (each with `context` cached tokens), in seconds.
-double decode_step_seconds(const PlanProblem& problem, const Layout& layout, uint32_t batch, uint32_t context);
+/// One decode step for `batch` sequences (each with `context` cached tokens): the batch is split into
+/// micro-batches that flow through the pipeline groups; the count (<= max_microbatches) minimising the
+/// step time is chosen. max_microbatches = 1 is a llama.cpp-style step (the whole batch, card after card).
+struct DecodeStep {
+    double seconds = 0;
+    uint32_t num_microbatches = 1;
+};
+DecodeStep decode_step(const PlanProblem& problem, const Layout& layout, uint32_t batch, uint32_t context,
+                       uint32_t max_microbatches = UINT32_MAX);
+/// decode_step(...).seconds.
+double decode_step_seconds(const PlanProblem& problem, const Layout& layout, uint32_t batch, uint32_t context,
+                           uint32_t max_microbatches = UINT32_MAX);
 /// Time to prefill `tokens` prompt tokens of one sequence through the layout, in seconds.
 double prefill_seconds(const PlanProblem& problem, const Layout& layout, uint64_t tokens);
 /// Largest context per sequence at `batch` that fits beside the layout's weights (replicas dropped).

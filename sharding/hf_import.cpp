@@ -150,10 +150,10 @@ void read_model_type(const std::string& type, const Fields& f, ModelSpec& s) {
         s.sliding_window = static_cast<uint32_t>(f.u64("sliding_window", 0));
         s.sliding_window_pattern = s.sliding_window > 0 ? 2 : 0;
     } else {
-        MOERIG_THROW(ConfigError, "{}: unsupported model_type '{}'{}; supported: {}", s.source, type,
-                     did_you_mean(type, {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3",
-                                         "gpt_oss"}),
-                     "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, gpt_oss");
+        MOERIG_THROW(
+            ConfigError, "{}: unsupported model_type '{}'{}; supported: {}", s.source, type,
+            did_you_mean(type, {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "gpt_oss"}),
+            "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, gpt_oss");
     }
 }
 

@@ -17,15 +17,24 @@ std::string_view routing_func_name(RoutingFunc func) {
 
 std::string_view tensor_role_name(TensorRole role) {
     switch (role) {
-        case TensorRole::kEmbedding: return "embedding";
-        case TensorRole::kOutput: return "output";
-        case TensorRole::kNorm: return "norm";
-        case TensorRole::kAttention: return "attention";
-        case TensorRole::kRouter: return "router";
-        case TensorRole::kDenseFfn: return "dense_ffn";
-        case TensorRole::kExpert: return "expert";
-        case TensorRole::kSharedExpert: return "shared_expert";
-        case TensorRole::kOther: return "other";
+        case TensorRole::kEmbedding:
+            return "embedding";
+        case TensorRole::kOutput:
+            return "output";
+        case TensorRole::kNorm:
+            return "norm";
+        case TensorRole::kAttention:
+            return "attention";
+        case TensorRole::kRouter:
+            return "router";
+        case TensorRole::kDenseFfn:
+            return "dense_ffn";
+        case TensorRole::kExpert:
+            return "expert";
+        case TensorRole::kSharedExpert:
+            return "shared_expert";
+        case TensorRole::kOther:
+            return "other";
     }
     return "other";
 }
@@ -56,8 +65,8 @@ void ModelSpec::validate() const {
                      "{}: MLA needs attention.kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim > 0",
                      src);
     }
-    MOERIG_CHECK(num_leading_dense <= num_layers, ConfigError,
-                 "{}: ffn.leading_dense_layers ({}) exceeds layers ({})", src, num_leading_dense, num_layers);
+    MOERIG_CHECK(num_leading_dense <= num_layers, ConfigError, "{}: ffn.leading_dense_layers ({}) exceeds layers ({})",
+                 src, num_leading_dense, num_layers);
     if (num_leading_dense > 0 || num_experts == 0) {
         MOERIG_CHECK(dense_ffn > 0, ConfigError, "{}: dense layers need ffn.dense > 0", src);
     }
@@ -98,7 +107,8 @@ uint64_t ModelAccount::kv_bytes_per_token(DType cache_dtype) const {
 }
 
 uint64_t ModelAccount::kv_cache_bytes(uint32_t layer_idx, uint64_t context, DType cache_dtype) const {
-    const uint64_t tokens = spec.is_sliding_layer(layer_idx) ? std::min<uint64_t>(context, spec.sliding_window) : context;
+    const uint64_t tokens =
+        spec.is_sliding_layer(layer_idx) ? std::min<uint64_t>(context, spec.sliding_window) : context;
     return tokens * kv_bytes_per_token(layer_idx, cache_dtype);
 }
 

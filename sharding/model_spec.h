@@ -31,25 +31,25 @@ struct ModelSpec {
     uint32_t num_layers = 0;  // transformer blocks, MTP layers excluded
     uint64_t vocab = 0;
     uint64_t max_context = 0;
-    bool tied_embeddings = false;  // output shares token_embd
+    bool tied_embeddings = false;       // output shares token_embd
     std::string native_dtype = "bf16";  // as published: bf16 | fp8 | mxfp4 (experts) | f16
 
     // Attention.
     AttentionKind attention = AttentionKind::kGqa;
     uint32_t num_heads = 0;
     uint32_t num_kv_heads = 0;
-    uint32_t head_dim = 0;  // GQA: per-head q/k/v width. MLA: qk_nope + qk_rope.
+    uint32_t head_dim = 0;     // GQA: per-head q/k/v width. MLA: qk_nope + qk_rope.
     uint32_t q_lora_rank = 0;  // MLA; 0 = q not compressed (DeepSeek-V2-Lite)
     uint32_t kv_lora_rank = 0;
     uint32_t qk_nope_head_dim = 0;
     uint32_t qk_rope_head_dim = 0;
     uint32_t v_head_dim = 0;
-    bool qkv_bias = false;   // biases on q/k/v projections (Qwen1.5-MoE, gpt-oss)
-    bool out_bias = false;   // bias on attn_output (gpt-oss)
+    bool qkv_bias = false;  // biases on q/k/v projections (Qwen1.5-MoE, gpt-oss)
+    bool out_bias = false;  // bias on attn_output (gpt-oss)
     QkNorm qk_norm = QkNorm::kNone;
-    bool attn_sinks = false;  // per-head learned sink logits (gpt-oss)
+    bool attn_sinks = false;                 // per-head learned sink logits (gpt-oss)
     std::string ffn_norm_name = "ffn_norm";  // GGUF name of the pre-FFN norm (gpt-oss: post_attention_norm)
-    uint32_t sliding_window = 0;  // tokens; 0 = every layer attends to the full context
+    uint32_t sliding_window = 0;             // tokens; 0 = every layer attends to the full context
     /// llama.cpp's swa pattern: layer i is sliding when i % pattern < pattern - 1 (gpt-oss: 2 -> even layers).
     /// 0 with sliding_window > 0 means every layer slides.
     uint32_t sliding_window_pattern = 0;
@@ -61,7 +61,7 @@ struct ModelSpec {
     uint32_t num_experts = 0;        // routed experts per MoE layer
     uint32_t num_experts_used = 0;   // top-k
     uint32_t num_shared_experts = 0;
-    uint64_t shared_expert_ffn = 0;  // total intermediate width of the shared expert block (fused if several)
+    uint64_t shared_expert_ffn = 0;   // total intermediate width of the shared expert block (fused if several)
     bool shared_expert_gate = false;  // sigmoid gate on the shared expert (Qwen1.5-MoE)
     bool expert_bias = false;         // biases on expert matrices and router (gpt-oss)
 
@@ -70,7 +70,7 @@ struct ModelSpec {
     uint32_t num_expert_groups = 1;
     uint32_t num_expert_groups_used = 1;
     double routed_scaling = 1.0;
-    bool norm_topk = false;     // renormalise the selected weights
+    bool norm_topk = false;          // renormalise the selected weights
     bool router_score_bias = false;  // DeepSeek-V3 e_score_correction_bias (exp_probs_b)
 
     uint32_t num_mtp_layers = 0;  // multi-token-prediction layers after the main blocks (not counted in totals)
@@ -97,12 +97,12 @@ std::string_view tensor_role_name(TensorRole role);  // "embedding", "output", .
 struct TensorAccount {
     std::string name;  // GGUF name, e.g. "blk.3.ffn_up_exps.weight"
     TensorRole role = TensorRole::kOther;
-    int32_t layer_idx = -1;       // -1 for global tensors
+    int32_t layer_idx = -1;  // -1 for global tensors
     DType dtype = DType::F32;
-    std::vector<uint64_t> dims;   // ne[0] innermost; experts: (row, rows, num_experts)
-    uint64_t num_elems = 0;       // whole tensor
-    uint64_t num_bytes = 0;       // whole tensor
-    uint32_t num_experts = 1;     // > 1 only for merged routed-expert tensors (ne[2])
+    std::vector<uint64_t> dims;     // ne[0] innermost; experts: (row, rows, num_experts)
+    uint64_t num_elems = 0;         // whole tensor
+    uint64_t num_bytes = 0;         // whole tensor
+    uint32_t num_experts = 1;       // > 1 only for merged routed-expert tensors (ne[2])
     uint64_t bytes_per_expert = 0;  // num_bytes / num_experts
     uint64_t elems_per_expert = 0;  // num_elems / num_experts
 };
@@ -129,7 +129,7 @@ struct LayerAccount {
 /// A model's full account: spec, every tensor and the totals the planner needs.
 struct ModelAccount {
     ModelSpec spec;
-    std::string quant;  // mix name ("Q4_K_M") or "gguf" for exact file types
+    std::string quant;                       // mix name ("Q4_K_M") or "gguf" for exact file types
     std::vector<TensorAccount> tensors;      // main model
     std::vector<TensorAccount> mtp_tensors;  // MTP layers: accounted apart, not placed by default
     std::vector<LayerAccount> layers;        // one per block, index = layer_idx
@@ -139,8 +139,8 @@ struct ModelAccount {
     uint64_t total_bytes = 0;      // all tensors (MTP excluded)
     uint64_t mtp_bytes = 0;
     uint64_t total_params = 0;
-    uint64_t active_params = 0;  // params touched per token (top-k experts), per spec.active_excludes_embeddings
-    uint64_t active_bytes = 0;   // bytes read per decoded token, same convention (embedding row aside)
+    uint64_t active_params = 0;        // params touched per token (top-k experts), per spec.active_excludes_embeddings
+    uint64_t active_bytes = 0;         // bytes read per decoded token, same convention (embedding row aside)
     uint64_t routed_expert_bytes = 0;  // all routed experts of all layers
 
     double bits_per_weight() const { return total_params ? 8.0 * total_bytes / total_params : 0.0; }

@@ -89,6 +89,7 @@ proto::Plan to_proto(const PlanProblem& problem, const Layout& layout, const Pre
     std::vector<std::vector<double>> probs(problem.num_layers());
     for (uint32_t l = 0; l < problem.num_layers(); ++l) probs[l] = problem.layers[l].expert_prob;
     p->set_balance(expert_balance(problem, layout, probs));
+    plan.set_decode_microbatches(prediction.decode_microbatches);
     return plan;
 }
 

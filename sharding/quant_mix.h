@@ -33,9 +33,9 @@ struct TensorQuantContext {
     std::string_view name;  // GGUF name, e.g. "blk.7.ffn_down_exps.weight"
     TensorRole role = TensorRole::kOther;
     int32_t layer_idx = -1;
-    uint32_t num_layers = 0;  // main blocks of the model
-    uint32_t num_dims = 2;    // 1 for norms/biases, 3 for merged experts
-    uint64_t row_elems = 0;   // ne[0]
+    uint32_t num_layers = 0;   // main blocks of the model
+    uint32_t num_dims = 2;     // 1 for norms/biases, 3 for merged experts
+    uint64_t row_elems = 0;    // ne[0]
     uint32_t num_experts = 0;  // the model's routed experts (llama.cpp special-cases 8)
     uint32_t gqa_ratio = 1;    // heads / kv_heads
 };

@@ -69,10 +69,11 @@ std::string format_plan_text(const proto::Plan& plan) {
     }
     const auto& p = plan.predicted();
     out += fmt::format(
-        "\npredicted: decode {:.2f} tok/s at batch 1, {:.2f} tok/s at batch {} ({:.1f} ms/step)\n"
+        "\npredicted: decode {:.2f} tok/s at batch 1, {:.2f} tok/s at batch {} ({:.1f} ms/step, {} micro-batches)\n"
         "           prefill {:.1f} tok/s, time to first token {:.2f} s ({} prompt tokens)\n"
         "           max context {} tokens per sequence at batch {}; expert balance {:.3f}\n",
         p.decode_tokens_per_s(), p.decode_tokens_per_s_batch(), plan.workload().batch(), p.decode_step_s_batch() * 1e3,
+        plan.decode_microbatches(),
         p.prefill_tokens_per_s(), p.ttft_s(), plan.workload().prompt(), p.max_context(), plan.workload().batch(),
         p.balance());
     for (const auto& note : plan.notes()) out += "note: " + note + "\n";

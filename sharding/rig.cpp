@@ -76,12 +76,18 @@ HostSpec parse_host(const YamlNode& h, const std::string& default_name) {
 
 double pcie_lane_bytes_per_s(uint32_t pcie_gen) {
     switch (pcie_gen) {
-        case 1: return 0.25e9;
-        case 2: return 0.5e9;
-        case 3: return 0.985e9;
-        case 4: return 1.97e9;
-        case 5: return 3.94e9;
-        default: return 0;
+        case 1:
+            return 0.25e9;
+        case 2:
+            return 0.5e9;
+        case 3:
+            return 0.985e9;
+        case 4:
+            return 1.97e9;
+        case 5:
+            return 3.94e9;
+        default:
+            return 0;
     }
 }
 

@@ -28,7 +28,7 @@ double pcie_lane_bytes_per_s(uint32_t pcie_gen);
 
 /// One card of the rig.
 struct RigCard {
-    uint32_t card_idx = 0;   // across the whole rig (cluster-wide)
+    uint32_t card_idx = 0;  // across the whole rig (cluster-wide)
     uint32_t host_idx = 0;
     uint32_t local_idx = 0;  // index within its host (CUDA device order)
     CardSpec spec;           // catalog entry with this rig's overrides applied

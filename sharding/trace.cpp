@@ -52,7 +52,7 @@ RoutingTrace parse_trace(const std::string& text, const std::string& source) {
     std::istringstream in(text);
     std::string line;
     int line_no = 0;
-    bool seen_magic = false;
+    bool seen_magic = false, seen_layer = false;
     while (std::getline(in, line)) {
         ++line_no;
         const auto hash = line.find('#');
@@ -78,6 +78,7 @@ RoutingTrace parse_trace(const std::string& text, const std::string& source) {
             const uint64_t layer_idx = parse_u64(words[1], source, line_no, "layer index");
             MOERIG_CHECK(layer_idx < trace.num_layers, FormatError, "{}:{}: layer {} out of range (model has {})",
                          source, line_no, layer_idx, trace.num_layers);
+            seen_layer = true;
             auto& row = trace.counts[layer_idx];
             MOERIG_CHECK(row.empty(), FormatError, "{}:{}: layer {} appears twice", source, line_no, layer_idx);
             row.resize(trace.num_experts);
@@ -93,11 +94,12 @@ RoutingTrace parse_trace(const std::string& text, const std::string& source) {
         }
         MOERIG_CHECK(words.size() == 2, FormatError, "{}:{}: expected '<key> <value>', got '{}'", source, line_no,
                      line);
-        MOERIG_CHECK(trace.counts.empty() || key == "model", FormatError,
+        MOERIG_CHECK(!seen_layer || key == "model", FormatError,
                      "{}:{}: header key '{}' after the first layer line", source, line_no, key);
         if (key == "model") {
             trace.model = std::string(words[1]);
         } else if (key == "layers") {
+            MOERIG_CHECK(trace.num_layers == 0, FormatError, "{}:{}: 'layers' given twice", source, line_no);
             trace.num_layers = static_cast<uint32_t>(parse_u64(words[1], source, line_no, "layers"));
             MOERIG_CHECK(trace.num_layers > 0 && trace.num_layers <= 4096, FormatError,
                          "{}:{}: layers must be in 1..4096", source, line_no);

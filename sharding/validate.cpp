@@ -190,8 +190,9 @@ FitAdvice explain_no_fit(const ModelAccount& model, const RigSpec& rig, const Wo
         }
     }
     // A shorter context.
-    if (workload.context > 1 && fits_with(model, rig, with_context(workload, 1), options, trace)) {
-        uint32_t lo = 1, hi = workload.context;  // lo fits, hi does not
+    constexpr uint32_t kMinContext = 2;  // one prompt token and one generated token
+    if (workload.context > kMinContext && fits_with(model, rig, with_context(workload, kMinContext), options, trace)) {
+        uint32_t lo = kMinContext, hi = workload.context;  // lo fits, hi does not
         while (hi - lo > 1) {
             const uint32_t mid = lo + (hi - lo) / 2;
             (fits_with(model, rig, with_context(workload, mid), options, trace) ? lo : hi) = mid;

@@ -94,8 +94,7 @@ YamlNode YamlNode::load_string(const std::string& text, const std::string& label
         MOERIG_CHECK(n.node.IsMap(), ConfigError, "{}: expected a YAML mapping at the top level", label);
         return n;
     } catch (const YAML::Exception& e) {
-        MOERIG_THROW(ConfigError, "{}:{}:{}: YAML syntax error: {}", label, e.mark.line + 1, e.mark.column + 1,
-                     e.msg);
+        MOERIG_THROW(ConfigError, "{}:{}:{}: YAML syntax error: {}", label, e.mark.line + 1, e.mark.column + 1, e.msg);
     }
 }
 

@@ -47,8 +47,8 @@ struct YamlNode {
     double as_double() const;
     uint64_t as_u64() const;  // rejects negatives and fractions
     bool as_bool() const;
-    uint64_t as_bytes() const;       // 8589934592, "8 GiB", "8GB", "300 MiB", "6.5e9"
-    double as_rate() const;          // bytes/s: 1.25e9, "448 GB/s", "10 Gbit/s", "985 MB/s"
+    uint64_t as_bytes() const;  // 8589934592, "8 GiB", "8GB", "300 MiB", "6.5e9"
+    double as_rate() const;     // bytes/s: 1.25e9, "448 GB/s", "10 Gbit/s", "985 MB/s"
 
     // Required / defaulted fields of a map.
     std::string str(const std::string& key) const { return at(key).as_string(); }

@@ -2,7 +2,7 @@
 """Generates tests/data/tokenizer: llama.cpp's vocab-only GGUFs (some trimmed to keep the fixtures small) and
 llama.cpp's own token ids for a varied set of texts, which tests/unit/test_tokenizer_llama.cpp checks.
 
-Usage: tools/make_tokenizer_fixtures.py [--vocab-dir DIR] [--out tests/data/tokenizer]
+Usage: tools/make_tokenizer_fixtures.py [--vocab-dir DIR] [--out tests/data/tokenizer] [--fuzz-seeds tests/fuzz/corpus]
 Without --vocab-dir the llama-cpp-python 0.3.36 sdist is downloaded with pip and its
 vendor/llama.cpp/models/ggml-vocab-*.gguf are used. Needs: gguf, numpy, llama-cpp-python==0.3.36.
 """
@@ -167,19 +167,62 @@ def record_truth(gguf_path, texts):
     return info, cases
 
 
+def write_safetensors(path, tensors, meta=None):
+    """tensors: list of (name, dtype, shape, bytes)."""
+    header, off, data = {}, 0, b""
+    if meta:
+        header["__metadata__"] = meta
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        off += len(raw)
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data)
+
+
+def make_fuzz_seeds(vocab_dir, out):
+    """Small seed inputs for tools/fuzz.sh: tiny vocabularies, safetensors images and texts."""
+    for sub in ("gguf", "safetensors", "text"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    trim_vocab(os.path.join(vocab_dir, "ggml-vocab-llama-spm.gguf"), os.path.join(out, "gguf", "spm_small.gguf"), 300,
+               None)
+    trim_vocab(os.path.join(vocab_dir, "ggml-vocab-gpt-2.gguf"), os.path.join(out, "gguf", "bpe_small.gguf"), 300,
+               None)
+    trim_vocab(os.path.join(vocab_dir, "ggml-vocab-llama-bpe.gguf"), os.path.join(out, "gguf", "llama3_small.gguf"),
+               300, None)
+    write_safetensors(os.path.join(out, "safetensors", "bf16.safetensors"),
+                      [("model.norm.weight", "BF16", [4], bytes(8)), ("lm_head.weight", "F32", [2, 2], bytes(16))],
+                      {"format": "pt"})
+    write_safetensors(os.path.join(out, "safetensors", "fp8.safetensors"),
+                      [("w", "F8_E4M3", [4, 4], bytes(16)), ("w_scale_inv", "F32", [1, 1], bytes(4)),
+                       ("b_blocks", "U8", [2, 2], bytes(4)), ("f4", "F4", [4], bytes(2))])
+    texts = {"english.txt": "Hello, world! It's 2024.\n", "mixed.txt": TEXTS[11] + TEXTS[12] + TEXTS[13],
+             "special.txt": TEXTS[19], "space.txt": TEXTS[10]}
+    for name, text in texts.items():
+        with open(os.path.join(out, "text", name), "w", encoding="utf-8") as f:
+            f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vocab-dir")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "data", "tokenizer"))
+    ap.add_argument("--fuzz-seeds", help="also write fuzzing seed inputs into this folder")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         vocab_dir = args.vocab_dir or fetch_vocab_dir(tmp)
+        if args.fuzz_seeds:
+            make_fuzz_seeds(vocab_dir, args.fuzz_seeds)
         for name, source, keep, pre in FIXTURES:
             src = os.path.join(vocab_dir, f"ggml-vocab-{source}.gguf")
             dst = os.path.join(args.out, f"{name}.gguf")
             if keep is None and pre is None:
                 shutil.copyfile(src, dst)
+                for ext in (".inp", ".out"):  # llama.cpp's own test-tokenizer-0 cases for this vocabulary
+                    if os.path.exists(src + ext):
+                        shutil.copyfile(src + ext, dst + ext)
             else:
                 trim_vocab(src, dst, keep, pre)
             texts = TEXTS + read_inp(src + ".inp")

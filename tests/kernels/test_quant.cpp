@@ -3,9 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <cstring>
-#include <string>
 #include <limits>
 #include <vector>
 
@@ -24,26 +22,27 @@ const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, D
                            DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_K, DType::Q2_K,
                            DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4};
 
-// Upper bounds of quantize->dequantize NMSE on Gaussian data with block-scale changes and outliers.
-// Each is ~2-3x the value ggml's reference quantizer reaches on such data (bits per weight set the scale:
-// every extra bit divides the error by ~4).
+// Upper bounds of quantize->dequantize NMSE on random_values(4096, seed 7): about 1.5x what ggml's reference
+// quantizers reach on that data (test_quant_fixtures checks that the bytes equal ggml's), so a regression in a
+// scale search shows up. They follow bits per weight: each extra bit divides a uniform quantiser's error
+// (step^2 / 12) by ~4; 256-wide Q8_K pays for its outliers with a coarser step than 32-wide Q8_0.
 double round_trip_bound(DType t) {
     switch (t) {
         case DType::F32: return 0.0;
-        case DType::F16: return 1e-7;
-        case DType::BF16: return 3e-5;
-        case DType::Q8_0: return 3e-5;
-        case DType::Q8_K: return 3e-5;
-        case DType::Q6_K: return 5e-4;
-        case DType::Q5_0:
+        case DType::F16: return 7e-8;
+        case DType::BF16: return 4e-6;
+        case DType::Q8_0: return 1e-4;
+        case DType::Q8_K: return 5e-4;
+        case DType::Q6_K: return 8e-4;
         case DType::Q5_1:
         case DType::Q5_K: return 3e-3;
-        case DType::Q4_0:
-        case DType::Q4_1:
-        case DType::Q4_K: return 1.2e-2;
-        case DType::MXFP4: return 2.5e-2;
-        case DType::Q3_K: return 5e-2;
-        case DType::Q2_K: return 1.5e-1;
+        case DType::Q5_0: return 6e-3;
+        case DType::Q4_K: return 1.1e-2;
+        case DType::Q4_1: return 1.2e-2;
+        case DType::Q4_0: return 2.5e-2;
+        case DType::MXFP4: return 3.2e-2;
+        case DType::Q3_K: return 4.7e-2;
+        case DType::Q2_K: return 1.6e-1;
         default: return 0.0;
     }
 }
@@ -81,7 +80,9 @@ TEST(Bf16, RoundsToNearestEvenAndKeepsNaNQuiet) {
     EXPECT_TRUE(std::isnan(bf16_to_fp32(fp32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
     for (uint32_t h = 0; h < 0x10000; h += 7) {
         const float f = bf16_to_fp32(static_cast<uint16_t>(h));
-        if (!std::isnan(f)) ASSERT_EQ(fp32_to_bf16(f), h);
+        if (!std::isnan(f)) {
+            ASSERT_EQ(fp32_to_bf16(f), h);
+        }
     }
 }
 
@@ -171,8 +172,9 @@ TEST(QuantRoundTrip, ErrorStaysWithinPerTypeBounds) {
         dequantize_row(t, q.data(), y.data(), n);
         const double e = nmse(y, x);
         EXPECT_LE(e, round_trip_bound(t)) << dtype_name(t);
-        std::printf("%s %g\n", std::string(dtype_name(t)).c_str(), e);
-        if (t != DType::F32) EXPECT_GT(e, 0.0) << dtype_name(t) << " should lose some precision";
+        if (t != DType::F32) {
+            EXPECT_GT(e, 0.0) << dtype_name(t) << " should lose some precision";
+        }
     }
 }
 
@@ -186,8 +188,11 @@ TEST(QuantRoundTrip, ZeroAndConstantBlocksStayFinite) {
             quantize_row(t, x->data(), q.data(), n);
             dequantize_row(t, q.data(), y.data(), n);
             for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(std::isfinite(y[i])) << dtype_name(t);
-            if (x == &zeros) EXPECT_EQ(nmse(y, *x), 0.0) << dtype_name(t);
-            else EXPECT_LE(nmse(y, *x), round_trip_bound(t) + 1e-6) << dtype_name(t);
+            if (x == &zeros) {
+                EXPECT_EQ(nmse(y, *x), 0.0) << dtype_name(t);
+            } else {
+                EXPECT_LE(nmse(y, *x), round_trip_bound(t) + 1e-6) << dtype_name(t);
+            }
         }
     }
 }

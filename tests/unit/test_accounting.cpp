@@ -1,11 +1,12 @@
 // Model accounting: KV bytes per token (GQA, MLA, sliding window), quant-mix rules and totals, exact GGUF
 // header accounting (mixed types, merged and per-expert tensors, MTP layers), and HF config.json import.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <unistd.h>
+#include <map>
 
 #include "formats/gguf.h"
 #include "kernels/error.h"
@@ -149,7 +150,13 @@ TEST(QuantMix, EightExpertModelsBumpAttentionLikeLlamaCpp) {
     const auto m = catalog("mixtral-8x7b", "Q4_K_M");
     EXPECT_EQ(tensor(m, "blk.13.attn_v.weight").dtype, DType::Q8_0);
     EXPECT_EQ(tensor(m, "blk.13.attn_output.weight").dtype, DType::Q5_K);
-    EXPECT_EQ(tensor(m, "blk.13.attn_k.weight").dtype, DType::Q4_K);
+    EXPECT_EQ(tensor(m, "blk.13.attn_k.weight").dtype, DType::Q8_0);
+    EXPECT_EQ(tensor(m, "blk.13.attn_q.weight").dtype, DType::Q4_K);
+    const auto q6 = catalog("mixtral-8x7b", "Q6_K");
+    EXPECT_EQ(tensor(q6, "blk.13.attn_v.weight").dtype, DType::Q8_0);
+    EXPECT_EQ(tensor(q6, "blk.13.attn_output.weight").dtype, DType::Q6_K);
+    const auto f16 = catalog("mixtral-8x7b", "F16");  // llama.cpp applies no rules to unquantised presets
+    EXPECT_EQ(tensor(f16, "blk.13.attn_v.weight").dtype, DType::F16);
 }
 
 TEST(QuantMix, RowsThatDoNotFillBlocksFallBack) {
@@ -395,6 +402,35 @@ TEST(Gguf, DeepSeekKeysGiveMlaSpecAndNextnLayersGoToMtp) {
     EXPECT_EQ(got.layers[1].shared_expert_bytes, expected.layers[1].shared_expert_bytes);
 }
 
+// Files llama.cpp itself converted and quantised (tests/data/models, see its README): the mix rules applied to
+// the spec read from each header must give every tensor the file's type and shape.
+TEST(Gguf, QuantMixRulesReproduceLlamaCppQuantisedFiles) {
+    const std::string dir = std::string(MOERIG_TEST_DATA) + "/models/";
+    const std::vector<std::pair<std::string, std::string>> files = {{"qwen3moe-q4_k_m.gguf", "Q4_K_M"},
+                                                                    {"mixtral-q8_0.gguf", "Q8_0"},
+                                                                    {"deepseek2-v3-q6_k.gguf", "Q6_K"},
+                                                                    {"olmoe-bf16.gguf", "BF16"},
+                                                                    {"qwen3moe-f16.gguf", "F16"}};
+    size_t num_checked = 0;
+    for (const auto& [file, mix] : files) {
+        if (!std::filesystem::exists(dir + file)) continue;
+        ++num_checked;
+        const auto real = account_gguf_file(dir + file);
+        const auto mine = account_model(real.spec, parse_quant_mix(mix));
+        std::map<std::string, const TensorAccount*> by_name;
+        for (const auto& t : mine.tensors) by_name[t.name] = &t;
+        EXPECT_EQ(mine.tensors.size(), real.tensors.size()) << file;
+        for (const auto& t : real.tensors) {
+            const auto it = by_name.find(t.name);
+            ASSERT_NE(it, by_name.end()) << file << ": " << t.name << " not in the spec's tensor list";
+            EXPECT_EQ(moerig::dtype_name(it->second->dtype), moerig::dtype_name(t.dtype)) << file << ": " << t.name;
+            EXPECT_EQ(it->second->dims, t.dims) << file << ": " << t.name;
+        }
+        EXPECT_EQ(mine.total_bytes, real.total_bytes) << file;
+    }
+    if (num_checked == 0) GTEST_SKIP() << "no llama.cpp fixtures in " << dir;
+}
+
 TEST(Gguf, RefusesAQuantMixForAGgufFile) {
     const std::string msg = config_error([] { load_model("/tmp/some-model.gguf", parse_quant_mix("Q4_K_M")); });
     EXPECT_NE(msg.find("some-model.gguf"), std::string::npos) << msg;
@@ -402,10 +438,11 @@ TEST(Gguf, RefusesAQuantMixForAGgufFile) {
 }
 
 TEST(HfImport, ConfigsGiveTheSameAccountAsTheCatalog) {
-    for (const auto& [file, name] : std::vector<std::pair<std::string, std::string>>{
-             {"mixtral-8x7b.config.json", "mixtral-8x7b"},
-             {"deepseek-v3.config.json", "deepseek-v3"},
-             {"qwen3-30b-a3b.config.json", "qwen3-30b-a3b"}}) {
+    for (const auto& [file, name] :
+         std::vector<std::pair<std::string, std::string>>{{"mixtral-8x7b.config.json", "mixtral-8x7b"},
+                                                          {"deepseek-v3.config.json", "deepseek-v3"},
+                                                          {"qwen3-30b-a3b.config.json", "qwen3-30b-a3b"},
+                                                          {"gpt-oss-20b.config.json", "gpt-oss-20b"}}) {
         const auto hf = load_model(kData + "/" + file, parse_quant_mix("Q4_K_M"));
         const auto cat = catalog(name, "Q4_K_M");
         EXPECT_EQ(hf.total_bytes, cat.total_bytes) << file;
@@ -414,7 +451,9 @@ TEST(HfImport, ConfigsGiveTheSameAccountAsTheCatalog) {
         EXPECT_EQ(hf.mtp_bytes, cat.mtp_bytes) << file;
         EXPECT_EQ(hf.kv_bytes_per_token(DType::F16), cat.kv_bytes_per_token(DType::F16)) << file;
         EXPECT_EQ(hf.spec.max_context, cat.spec.max_context) << file;
+        EXPECT_EQ(hf.kv_cache_bytes(32768, DType::F16), cat.kv_cache_bytes(32768, DType::F16)) << file;
     }
+    EXPECT_EQ(load_hf_config(kData + "/gpt-oss-20b.config.json").native_dtype, "mxfp4");
     const auto ds = load_hf_config(kData + "/deepseek-v3.config.json");
     EXPECT_EQ(ds.native_dtype, "fp8");
     EXPECT_EQ(ds.num_expert_groups, 8u);
@@ -438,10 +477,14 @@ TEST(HfImport, SafetensorsIndexRevealsMtpLayersAndTensorFacts) {
 }
 
 TEST(HfImport, ErrorsNameTheFileAndField) {
-    std::string msg = config_error([] { parse_hf_config(R"({"model_type": "mixtral", "hidden_size": 64})", {}, "x.json"); });
+    std::string msg =
+        config_error([] { parse_hf_config(R"({"model_type": "mixtral", "hidden_size": 64})", {}, "x.json"); });
     EXPECT_NE(msg.find("x.json: missing field 'num_hidden_layers'"), std::string::npos) << msg;
-    msg = config_error([] { parse_hf_config(R"({"model_type": "mixtrall", "hidden_size": 64, "num_hidden_layers": 2,
-        "vocab_size": 10, "num_attention_heads": 2})", {}, "y.json"); });
+    msg = config_error([] {
+        parse_hf_config(R"({"model_type": "mixtrall", "hidden_size": 64, "num_hidden_layers": 2,
+        "vocab_size": 10, "num_attention_heads": 2})",
+                        {}, "y.json");
+    });
     EXPECT_NE(msg.find("unsupported model_type 'mixtrall'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("did you mean: mixtral"), std::string::npos) << msg;
     msg = config_error([] { parse_hf_config("{\"model_type\": ", {}, "z.json"); });

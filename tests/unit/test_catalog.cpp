@@ -33,9 +33,9 @@ std::string error_of(const std::function<void()>& fn) {
 TEST(Catalog, ListsEveryModelOfTheReference) {
     const auto names = catalog_model_names();
     const std::set<std::string> have(names.begin(), names.end());
-    for (const char* n : {"deepseek-v3", "deepseek-r1", "deepseek-v2-lite", "mixtral-8x7b", "mixtral-8x22b",
-                          "qwen3-30b-a3b", "qwen3-235b-a22b", "qwen1.5-moe-a2.7b", "olmoe-1b-7b", "gpt-oss-20b",
-                          "gpt-oss-120b"}) {
+    for (const char* n :
+         {"deepseek-v3", "deepseek-r1", "deepseek-v2-lite", "mixtral-8x7b", "mixtral-8x22b", "qwen3-30b-a3b",
+          "qwen3-235b-a22b", "qwen1.5-moe-a2.7b", "olmoe-1b-7b", "gpt-oss-20b", "gpt-oss-120b"}) {
         EXPECT_TRUE(have.count(n)) << n;
     }
 }

@@ -3,6 +3,7 @@
 // fails every rank instead of hanging, and link emulation models time exactly from byte counts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
@@ -152,10 +153,9 @@ TEST(LinkEmulation, StagedMessageCrossesBothLinksAndDirectOneGoesAtTheSlowerLink
 }
 
 TEST(LinkEmulation, AllToAllOnSharedLinksSerialisesEachCardsUplinkAndDownlink) {
-    // Three staged cards on identical links, each sending B bytes to each peer (self excluded from the
-    // links). Sender r pushes its two messages back to back; receiver r drains its two messages from
-    // ranks in order, each able to start once staged in host memory.
-    const int n = 3;
+    // Four staged cards on identical links, each sending B bytes to each peer (self excluded from the
+    // links); each sender pushes its messages back to back.
+    const int n = 4;
     const size_t b = 4096;
     const LinkSpec link{.pcie_gen = 2, .lanes = 1, .p2p = false, .latency_s = 1e-6};
     auto links = std::make_shared<LinkEmulation>(std::vector<LinkSpec>(n, link));
@@ -166,18 +166,15 @@ TEST(LinkEmulation, AllToAllOnSharedLinksSerialisesEachCardsUplinkAndDownlink) {
         comms[r]->all_to_all_v(out[r].data(), counts, in[r].data(), counts);
     });
     const double t = b / link.bytes_per_s();
-    // Departures from rank s: first peer in rank order leaves at t, second at 2t.
-    auto up_end = [&](int s, int d) {
-        int pos = 0;
-        for (int q = 0; q < d; ++q) pos += (q != s);
-        return (pos + 1) * t;
-    };
+    // Rank s sends to s+1, s+2, ... (rotated order): the message to d leaves at ((d - s) mod n) * t.
+    // Receiver r drains its messages in departure order, each once fully staged in host memory.
     for (int r = 0; r < n; ++r) {
+        std::vector<std::pair<double, int>> arrivals;
+        for (int s = 0; s < n; ++s)
+            if (s != r) arrivals.push_back({((r - s + n) % n) * t, s});
+        std::sort(arrivals.begin(), arrivals.end());
         double free = 0;
-        for (int s = 0; s < n; ++s) {
-            if (s == r) continue;
-            free = std::max(free, up_end(s, r)) + t;
-        }
+        for (auto [up_end, s] : arrivals) free = std::max(free, up_end) + t;
         EXPECT_DOUBLE_EQ(links->clock_s(r), free + link.latency_s) << "rank " << r;
     }
 }

@@ -241,9 +241,9 @@ class TempModel {
     std::filesystem::path path_;
 };
 
-std::unique_ptr<Model> load(const TempModel& f) {
+std::unique_ptr<Model> load(const TempModel& f, int num_threads = 1) {
     moerig::runtime::ModelOptions o;
-    o.num_threads = 2;
+    o.num_threads = num_threads;
     o.progress = false;
     return Model::load(f.path(), o);
 }
@@ -326,6 +326,16 @@ TEST(Engine, MoeWithIdenticalExpertsEqualsDenseFfn) {
     const auto toks = prompt(7, moe.n_vocab);
     Session sm(*mm, 16), sd(*md, 16);
     EXPECT_LT(rel_diff(sd.eval(toks, true), sm.eval(toks, true)), 1e-4);
+}
+
+TEST(Engine, ThreadedRunEqualsSingleThreadedRun) {
+    auto s = spec_for("qwen3moe");
+    s.wtype = DType::Q8_0;
+    TempModel f(build(s));
+    auto m1 = load(f, 1), m2 = load(f, 2);
+    const auto toks = prompt(9, s.n_vocab);
+    Session a(*m1, 16), b(*m2, 16);
+    EXPECT_EQ(a.eval(toks, true), b.eval(toks, true));
 }
 
 TEST(Engine, QuantisedWeightsStayCloseToFloat) {

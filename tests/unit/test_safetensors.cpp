@@ -150,9 +150,8 @@ TEST(SafetensorsErrors, BadShapes) {
     expect_format_error(one_tensor("{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}"),
                         {"'shape'", "non-negative"});
     expect_format_error(one_tensor("{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,16]}"), {"'shape'"});
-    expect_format_error(
-        one_tensor("{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,16]}"),
-        {"'shape'", "overflows"});
+    expect_format_error(one_tensor("{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,16]}"),
+                        {"'shape'", "overflows"});
     expect_format_error(one_tensor("{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}"), {"4-bit"});
 }
 
@@ -185,9 +184,7 @@ TEST(SafetensorsUnsupported, Fp8AndMxfp4AreRecognisedAsNotSupportedYet) {
             const std::string msg = e.what();
             EXPECT_NE(msg.find("not supported yet"), std::string::npos) << msg;
             EXPECT_NE(msg.find(name), std::string::npos) << msg;
-            EXPECT_NE(msg.find(std::string(name).rfind("layers", 0) == 0 ? "FP8" : "MXFP4"),
-                      std::string::npos)
-                << msg;
+            EXPECT_NE(msg.find(std::string(name).rfind("layers", 0) == 0 ? "FP8" : "MXFP4"), std::string::npos) << msg;
         }
     }
     EXPECT_EQ(moerig::formats::require_supported(*f.find("layers.0.mlp.experts.0.down_proj.weight_scale_inv"), "x"),

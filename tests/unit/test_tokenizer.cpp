@@ -124,7 +124,14 @@ GgufBuilder bpe_builder(const std::vector<std::string>& tokens, const std::vecto
 
 TEST(BpeVocab, MergesByRankInTheByteAlphabet) {
     // "Ġ" (U+0120) is the byte-level stand-in for a space.
-    const std::vector<std::string> tokens = {"a", "b", "c", "ab", "bc", "\xC4\xA0", "\xC4\xA0" "ab"};
+    const std::vector<std::string> tokens = {"a",
+                                             "b",
+                                             "c",
+                                             "ab",
+                                             "bc",
+                                             "\xC4\xA0",
+                                             "\xC4\xA0"
+                                             "ab"};
     const Tokenizer t = tokenizer_of(bpe_builder(tokens, {"b c", "a b", "\xC4\xA0 ab"}, "gpt-2"));
     // "abc": rank 0 merges b+c first, so a + bc rather than ab + c.
     EXPECT_EQ(t.encode("abc", false), (std::vector<int32_t>{0, 4}));
@@ -136,7 +143,10 @@ TEST(BpeVocab, MergesByRankInTheByteAlphabet) {
 
 TEST(BpeVocab, BytesWithoutATokenAreDropped) {
     const Tokenizer t = tokenizer_of(bpe_builder({"a", "b"}, {}, "gpt-2"));
-    EXPECT_EQ(t.encode("a\xE2\x82\xAC" "b", false), (std::vector<int32_t>{0, 1}));
+    EXPECT_EQ(t.encode("a\xE2\x82\xAC"
+                       "b",
+                       false),
+              (std::vector<int32_t>{0, 1}));
 }
 
 TEST(TokenizerErrors, MissingModelKeyIsAFormatErrorNamingTheKey) {
@@ -187,10 +197,15 @@ TEST(Utf8Stream, MultiByteCharactersSplitAtEveryByteComeOutWhole) {
 
 TEST(Utf8Stream, InvalidBytesBecomeReplacementCharacters) {
     Utf8Stream s;
-    EXPECT_EQ(s.push("\x80" "a\xFF"), "\xEF\xBF\xBD" "a\xEF\xBF\xBD");
+    EXPECT_EQ(s.push("\x80"
+                     "a\xFF"),
+              "\xEF\xBF\xBD"
+              "a\xEF\xBF\xBD");
     EXPECT_EQ(s.push("\xE2\x82"), "");
     EXPECT_EQ(s.pending(), 2u);
-    EXPECT_EQ(s.push("b"), "\xEF\xBF\xBD" "b");  // the cut-off lead never completes
+    EXPECT_EQ(s.push("b"),
+              "\xEF\xBF\xBD"
+              "b");  // the cut-off lead never completes
     EXPECT_EQ(s.push("\xF0\x9F"), "");
     EXPECT_EQ(s.finish(), "\xEF\xBF\xBD");
     EXPECT_EQ(s.push("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate: not UTF-8

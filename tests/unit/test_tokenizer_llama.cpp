@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "formats/gguf.h"
 #include "runtime/tokenizer.h"
@@ -49,7 +50,8 @@ std::string hex(const std::string& bytes) {
 
 std::string unhex(const std::string& h) {
     std::string out;
-    for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
+    for (size_t i = 0; i + 1 < h.size(); i += 2)
+        out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
     return out;
 }
 
@@ -153,3 +155,37 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TokenizerVsLlamaCpp,
                          });
 
 }  // namespace
+
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST(TokenizerVsLlamaCppTestFiles, LlamaCppOwnTestTokenizerCasesPass) {
+    // llama.cpp's test-tokenizer-0 inputs (.inp, separated by a marker line) and expected ids (.out, one line
+    // per input), tokenised without BOS/EOS and with special-token parsing, as that test does.
+    const std::string kMarker = "\n__ggml_vocab_test__\n";
+    for (const char* name : {"llama-spm", "gpt-2", "deepseek-coder"}) {
+        const Fixture& f = fixture(name);
+        const std::string inp = read_file(kDir + name + ".gguf.inp");
+        std::istringstream out(read_file(kDir + name + ".gguf.out"));
+        size_t pos = 0, num_cases = 0;
+        std::string line;
+        while (pos < inp.size() && std::getline(out, line)) {
+            const size_t end = inp.find(kMarker, pos);
+            ASSERT_NE(end, std::string::npos) << name;
+            const std::string text = inp.substr(pos, end - pos);
+            pos = end + kMarker.size();
+            std::vector<int32_t> want;
+            std::istringstream ids(line);
+            for (int32_t id; ids >> id;) want.push_back(id);
+            EXPECT_EQ(f.tokenizer->encode(text, false, true), want) << name << ": [" << text << "]";
+            ++num_cases;
+        }
+        EXPECT_GT(num_cases, 40u) << name;
+    }
+}

@@ -69,11 +69,13 @@ TEST_P(CudaBlockLayout, PartsCoverEveryValueOnceAndDecodeLikeTheCpu) {
     }
 }
 
+struct Nop {
+    template <DType T>
+    void operator()() {}
+};
+
 TEST(CudaBlockLayout, TypesWithoutDecoderAreRejected) {
-    struct Nop {
-        template <DType T>
-        void operator()() {}
-    } nop;
+    Nop nop;
     EXPECT_FALSE(dev::dispatch_type(DType::Q2_K, nop));
     EXPECT_FALSE(dev::dispatch_type(DType::IQ4_XS, nop));
 }
