@@ -117,8 +117,8 @@ struct Model {
 
 /// Activations of one decode step.
 struct Step {
-    DeviceMem h{kHidden * 4}, xn{kHidden * 4}, q{kHeads * kHeadDim * 4}, attn{kHeads * kHeadDim * 4},
-        tmp{kHidden * 4}, logits{kExperts * 4}, pos{4}, scratch{0}, ids, weights;
+    DeviceMem h{kHidden * 4}, xn{kHidden * 4}, q{kHeads * kHeadDim * 4}, attn{kHeads * kHeadDim * 4}, tmp{kHidden * 4},
+        logits{kExperts * 4}, pos{4}, scratch{0}, ids, weights;
     explicit Step(int num_layers)
         : scratch(static_cast<size_t>(kc::moe_ffn_scratch_elems(kUsed, kFfn)) * 4),
           ids(static_cast<size_t>(num_layers) * kUsed * 4),
@@ -198,9 +198,8 @@ double memcpy_gbs(cudaStream_t s, size_t bytes) {
     DeviceMem src(bytes), dst(bytes);
     MOERIG_CUDA_CHECK(cudaMemsetAsync(src.get(), 1, bytes, s));
     MOERIG_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, s));
-    const double ms = time_ms(s, 10, [&] {
-        MOERIG_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, s));
-    });
+    const double ms = time_ms(
+        s, 10, [&] { MOERIG_CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, s)); });
     return 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
 }
 
@@ -308,10 +307,11 @@ int run(int argc, char** argv) {
                1e3 / best_ms);
     fmt::print("single Q4_K GEMV {}x{}: {:.1f} us, {:.0f} GB/s\n", kFfn, kHidden, gemv_ms * 1e3, gemv_gbs);
     fmt::print("device-to-device cudaMemcpy: {:.0f} GB/s (read + write)\n", d2d);
-    fmt::print("RESULT decode_weight_gbs={:.0f} d2d_gbs={:.0f} ratio={:.3f} gemv_ratio={:.3f} step_ms={:.3f} "
-               "graph_ms={:.3f} layers={} target=0.6 {}\n",
-               step_gbs, d2d, step_gbs / d2d, gemv_gbs / d2d, eager_ms, graph_ms, num_layers,
-               step_gbs / d2d >= 0.6 ? "MET" : "MISSED");
+    fmt::print(
+        "RESULT decode_weight_gbs={:.0f} d2d_gbs={:.0f} ratio={:.3f} gemv_ratio={:.3f} step_ms={:.3f} "
+        "graph_ms={:.3f} layers={} target=0.6 {}\n",
+        step_gbs, d2d, step_gbs / d2d, gemv_gbs / d2d, eager_ms, graph_ms, num_layers,
+        step_gbs / d2d >= 0.6 ? "MET" : "MISSED");
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     cudaStreamDestroy(s);

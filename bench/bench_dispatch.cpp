@@ -21,7 +21,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
 
 /// Every card sends bytes_per_peer to each other card (and to itself); returns seconds per exchange
 /// (the median of reps), after checking one exchange's contents.
@@ -132,7 +134,8 @@ int main(int argc, char** argv) {
     {
         auto comms = make_local_communicators(n);
         std::vector<std::unique_ptr<CpuDevice>> cards;
-        for (int r = 0; r < n; ++r) cards.push_back(std::make_unique<CpuDevice>(fmt::format("card{}", r), size_t{8} << 30, r));
+        for (int r = 0; r < n; ++r)
+            cards.push_back(std::make_unique<CpuDevice>(fmt::format("card{}", r), size_t{8} << 30, r));
         const auto placement = ExpertPlacement::round_robin(num_experts, n);
         for (int tokens : {1, 16, 256}) {
             std::vector<double> times;

@@ -87,8 +87,8 @@ double memcpy_bandwidth(std::vector<uint8_t>& src, ThreadPool& pool) {
     std::vector<uint8_t> dst(src.size());
     const double s = best_seconds(3, [&] {
         pool.parallel_for(
-            static_cast<int64_t>(src.size()),
-            [&](int64_t b, int64_t e, int) { std::memcpy(&dst[b], &src[b], e - b); }, 4096);
+            static_cast<int64_t>(src.size()), [&](int64_t b, int64_t e, int) { std::memcpy(&dst[b], &src[b], e - b); },
+            4096);
     });
     return 2.0 * src.size() / s / 1e9;  // bytes read + written
 }

@@ -89,10 +89,12 @@ int main(int argc, char** argv) {
     for (const char* choice : {"auto", "pipeline", "expert-parallel"}) {
         std::string strategy;
         double predicted = 0;
-        ShardLayout layout = plan_layout(*model, rig, kContext, int64_t(kPrompt.size()), 32, choice, &strategy, &predicted);
-        ShardedModel sharded(*model, layout,
-                             ShardedOptions{.context = kContext, .threads_per_card = threads, .emulate_links = true,
-                                            .sleep_links = true});
+        ShardLayout layout =
+            plan_layout(*model, rig, kContext, int64_t(kPrompt.size()), 32, choice, &strategy, &predicted);
+        ShardedModel sharded(
+            *model, layout,
+            ShardedOptions{
+                .context = kContext, .threads_per_card = threads, .emulate_links = true, .sleep_links = true});
         const int n = 32;
         sharded.eval(std::span<const int32_t>(kPrompt));
         const double link_before = sharded.modelled_link_s();

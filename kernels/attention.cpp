@@ -39,7 +39,9 @@ void visible(const AttentionParams& p, int64_t pos, int64_t* begin, int64_t* end
     *begin = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
 }
 
-inline float cap(const AttentionParams& p, float s) { return p.soft_cap > 0 ? p.soft_cap * std::tanh(s / p.soft_cap) : s; }
+inline float cap(const AttentionParams& p, float s) {
+    return p.soft_cap > 0 ? p.soft_cap * std::tanh(s / p.soft_cap) : s;
+}
 
 }  // namespace
 

@@ -10,13 +10,13 @@
 namespace moerig::kernels {
 
 struct AttentionParams {
-    int64_t num_heads = 0;      // query heads
-    int64_t num_kv_heads = 0;   // key/value heads; query head h uses kv head h / (num_heads / num_kv_heads)
-    int64_t head_dim = 0;       // q/k size per head
-    int64_t v_head_dim = 0;     // v/output size per head (0 = head_dim)
-    float scale = 1.0f;         // multiplies q.k (usually 1/sqrt(head_dim))
-    float soft_cap = 0.0f;      // if > 0: logit = soft_cap * tanh(logit / soft_cap), after scale
-    int64_t sliding_window = 0; // if > 0: query at p sees keys at j with p - j < sliding_window
+    int64_t num_heads = 0;         // query heads
+    int64_t num_kv_heads = 0;      // key/value heads; query head h uses kv head h / (num_heads / num_kv_heads)
+    int64_t head_dim = 0;          // q/k size per head
+    int64_t v_head_dim = 0;        // v/output size per head (0 = head_dim)
+    float scale = 1.0f;            // multiplies q.k (usually 1/sqrt(head_dim))
+    float soft_cap = 0.0f;         // if > 0: logit = soft_cap * tanh(logit / soft_cap), after scale
+    int64_t sliding_window = 0;    // if > 0: query at p sees keys at j with p - j < sliding_window
     const float* sinks = nullptr;  // optional [num_heads] logits that join each softmax's denominator only
 };
 
@@ -31,8 +31,8 @@ struct AttentionIo {
     int64_t v_token_stride = 0, v_head_stride = 0;
     float* out = nullptr;
     int64_t out_token_stride = 0, out_head_stride = 0;
-    int64_t num_tokens = 0;  // queries
-    int64_t kv_len = 0;      // cache positions [0, kv_len) are filled
+    int64_t num_tokens = 0;              // queries
+    int64_t kv_len = 0;                  // cache positions [0, kv_len) are filled
     const int32_t* positions = nullptr;  // query positions (nullptr: kv_len - num_tokens + t); each < kv_len
 };
 

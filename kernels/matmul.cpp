@@ -15,6 +15,8 @@ namespace {
 
 // Rows per tile: 16 rows of a 4096-wide Q4_K matrix are 36 KiB, so a tile stays in L2 across tokens.
 constexpr int64_t kRowTile = 16;
+// Tokens per pass over a tile: 32 quantised 4096-wide activation rows (~150 KiB) stay in L2 with the tile.
+constexpr int64_t kTokenTile = 32;
 
 void check_view(const WeightView& w, const char* what) {
     MOERIG_CHECK(w.rows >= 0 && w.cols >= 0, ConfigError, "{}: negative weight shape {}x{}", what, w.rows, w.cols);
@@ -39,7 +41,9 @@ void check_io(const WeightView& w, const TokenRows& io, const char* what) {
 inline const float* x_row(const TokenRows& io, int64_t t) {
     return io.x + (io.x_rows ? io.x_rows[t] : t) * io.x_stride;
 }
-inline float* y_row(const TokenRows& io, int64_t t) { return io.y + (io.y_rows ? io.y_rows[t] : t) * io.y_stride; }
+inline float* y_row(const TokenRows& io, int64_t t) {
+    return io.y + (io.y_rows ? io.y_rows[t] : t) * io.y_stride;
+}
 
 TokenRows dense_io(const WeightView& w, const float* x, int64_t num_tokens, float* y) {
     TokenRows io;
@@ -68,7 +72,9 @@ WeightView WeightView::slice_rows(int64_t row_begin, int64_t row_end) const {
     return WeightView{type, row_end - row_begin, cols, row(row_begin), row_stride_bytes};
 }
 
-bool can_matmul(DType type) { return vec_dot_fn(type, true) != nullptr && type != DType::Q8_K; }
+bool can_matmul(DType type) {
+    return vec_dot_fn(type, true) != nullptr && type != DType::Q8_K;
+}
 
 float vec_dot(DType type, const void* w_row, const void* x_quant, int64_t n) {
     VecDotFn fn = vec_dot_fn(type);
@@ -112,7 +118,8 @@ void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
     // Activations in the dot product's type, one packed row per token (float weights read x in place).
     const size_t act_bytes = row_bytes(act_type, w.cols);
     thread_local std::vector<uint8_t> act_buf;
-    std::vector<const void*> act_rows(num_tokens);
+    thread_local std::vector<const void*> act_rows;
+    act_rows.resize(num_tokens);
     if (act_type == DType::F32) {
         for (int64_t t = 0; t < num_tokens; ++t) act_rows[t] = x_row(io, t);
     } else {
@@ -130,13 +137,17 @@ void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
     }
 
     const int64_t cols = w.cols;
-    auto run_block = [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-        for (int64_t rt = r0; rt < r1; rt += kRowTile) {
-            const int64_t rt_end = std::min(r1, rt + kRowTile);
-            for (int64_t t = t0; t < t1; ++t) {
-                float* y = y_row(io, t);
-                const void* xq = act_rows[t];
-                for (int64_t r = rt; r < rt_end; ++r) y[r] = dot(w.row(r), xq, cols);
+    const void* const* acts = act_rows.data();
+    auto run_block = [&, acts](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+        for (int64_t tt = t0; tt < t1; tt += kTokenTile) {
+            const int64_t tt_end = std::min(t1, tt + kTokenTile);
+            for (int64_t rt = r0; rt < r1; rt += kRowTile) {
+                const int64_t rt_end = std::min(r1, rt + kRowTile);
+                for (int64_t t = tt; t < tt_end; ++t) {
+                    float* y = y_row(io, t);
+                    const void* xq = acts[t];
+                    for (int64_t r = rt; r < rt_end; ++r) y[r] = dot(w.row(r), xq, cols);
+                }
             }
         }
     };

@@ -15,10 +15,10 @@ namespace moerig::kernels {
 /// 3-D expert tensors and row ranges are views into the same bytes (zero copy).
 struct WeightView {
     DType type = DType::F32;
-    int64_t rows = 0;              // output features (ne[1])
-    int64_t cols = 0;              // input features (ne[0]); a multiple of the type's block size
-    const void* data = nullptr;    // first byte of row 0
-    size_t row_stride_bytes = 0;   // bytes between consecutive rows (>= row_bytes(type, cols))
+    int64_t rows = 0;             // output features (ne[1])
+    int64_t cols = 0;             // input features (ne[0]); a multiple of the type's block size
+    const void* data = nullptr;   // first byte of row 0
+    size_t row_stride_bytes = 0;  // bytes between consecutive rows (>= row_bytes(type, cols))
 
     /// A densely packed matrix (row stride = row_bytes(type, cols)).
     static WeightView dense(DType type, int64_t rows, int64_t cols, const void* data);
@@ -35,11 +35,11 @@ struct WeightView {
 /// Activations and outputs of a product, with optional gathering: token t reads x row x_rows[t] and writes
 /// y row y_rows[t] (nullptr = identity). Lets the MoE engine run an expert over its routed tokens in place.
 struct TokenRows {
-    const float* x = nullptr;     // [*][x_stride], first cols floats of a row are used
-    int64_t x_stride = 0;         // floats between x rows (>= cols)
+    const float* x = nullptr;  // [*][x_stride], first cols floats of a row are used
+    int64_t x_stride = 0;      // floats between x rows (>= cols)
     const int32_t* x_rows = nullptr;
-    float* y = nullptr;           // [*][y_stride], first rows floats of a row are written
-    int64_t y_stride = 0;         // floats between y rows (>= w.rows)
+    float* y = nullptr;    // [*][y_stride], first rows floats of a row are written
+    int64_t y_stride = 0;  // floats between y rows (>= w.rows)
     const int32_t* y_rows = nullptr;
     int64_t num_tokens = 0;
 };
@@ -50,6 +50,9 @@ void matmul_ref(const WeightView& w, const TokenRows& io);
 
 /// Fast product, same contract as matmul_ref. Quantised weights use quantised activations (see
 /// activation_type), so results differ from matmul_ref by the activation quantisation error (~1e-4 NMSE).
+/// Rows (or, for matrices with few rows, tokens) are split over the pool. Called from inside a task of the same
+/// pool (e.g. one expert per task), it runs on that thread alone. Scratch buffers are thread-local: no allocation
+/// per call once warm.
 void matmul(const WeightView& w, const float* x, int64_t num_tokens, float* y, ThreadPool& pool);
 void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool);
 

@@ -35,8 +35,12 @@ inline int nearest_int(float fval) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-inline float h2f(uint16_t h) { return fp16_to_fp32(h); }
-inline uint16_t f2h(float f) { return fp32_to_fp16(f); }
+inline float h2f(uint16_t h) {
+    return fp16_to_fp32(h);
+}
+inline uint16_t f2h(float f) {
+    return fp32_to_fp16(f);
+}
 
 // ---- 32-wide types -------------------------------------------------------------------------------------
 
@@ -250,10 +254,14 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type) 
     }
     auto weight = [&](int i) {
         switch (rmse_type) {
-            case 1: return x[i] * x[i];
-            case 2: return 1.0f;
-            case 3: return std::fabs(x[i]);
-            default: return std::sqrt(std::fabs(x[i]));
+            case 1:
+                return x[i] * x[i];
+            case 2:
+                return 1.0f;
+            case 3:
+                return std::fabs(x[i]);
+            default:
+                return std::sqrt(std::fabs(x[i]));
         }
     };
     float sumlx = 0, suml2 = 0;
@@ -333,8 +341,8 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                       float rmin, float rdelta, int nstep, bool use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; ++i) {
@@ -439,8 +447,7 @@ void quant_q2_k(const float* x, BlockQ2_K* b, int64_t nb) {
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < kQK_K / 16; ++j) {
             for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-            scales[j] =
-                make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             max_scale = std::max(max_scale, scales[j]);
             max_min = std::max(max_min, mins[j]);
         }
@@ -822,9 +829,9 @@ uint16_t fp32_to_fp16(float f) {
     const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
     const uint32_t ax = x & 0x7FFFFFFF;
     if (ax > 0x7F800000) return sign | 0x7E00 | static_cast<uint16_t>((ax >> 13) & 0x3FF);  // NaN
-    if (ax >= 0x477FF000) return sign | 0x7C00;  // rounds to >= 65520: Inf
-    if (ax < 0x38800000) {                        // below the smallest normal half: subnormal or zero
-        if (ax < 0x33000000) return sign;         // < 2^-25 rounds to zero
+    if (ax >= 0x477FF000) return sign | 0x7C00;                                             // rounds to >= 65520: Inf
+    if (ax < 0x38800000) {                 // below the smallest normal half: subnormal or zero
+        if (ax < 0x33000000) return sign;  // < 2^-25 rounds to zero
         const uint32_t e = ax >> 23;
         const uint32_t m = (ax & 0x7FFFFF) | 0x800000;
         const uint32_t shift = 126 - e;  // bits dropped to reach a 2^-24 unit
@@ -871,14 +878,20 @@ bool can_dequantize(DType type) {
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
-        case DType::MXFP4: return true;
-        default: return false;
+        case DType::MXFP4:
+            return true;
+        default:
+            return false;
     }
 }
 
-bool can_quantize(DType type) { return can_dequantize(type); }
+bool can_quantize(DType type) {
+    return can_dequantize(type);
+}
 
-size_t row_bytes(DType type, int64_t n) { return static_cast<size_t>(dtype_bytes(type, static_cast<uint64_t>(n))); }
+size_t row_bytes(DType type, int64_t n) {
+    return static_cast<size_t>(dtype_bytes(type, static_cast<uint64_t>(n)));
+}
 
 DType activation_type(DType weight) {
     switch (weight) {
@@ -887,21 +900,26 @@ DType activation_type(DType weight) {
         case DType::Q5_0:
         case DType::Q5_1:
         case DType::Q8_0:
-        case DType::MXFP4: return DType::Q8_0;
+        case DType::MXFP4:
+            return DType::Q8_0;
         case DType::Q2_K:
         case DType::Q3_K:
         case DType::Q4_K:
         case DType::Q5_K:
         case DType::Q6_K:
-        case DType::Q8_K: return DType::Q8_K;
-        default: return DType::F32;
+        case DType::Q8_K:
+            return DType::Q8_K;
+        default:
+            return DType::F32;
     }
 }
 
 void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     const int64_t nb = whole_blocks(type, n, "dequantize_row");
     switch (type) {
-        case DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+        case DType::F32:
+            std::memcpy(dst, src, n * sizeof(float));
+            return;
         case DType::F16: {
             const auto* h = static_cast<const uint16_t*>(src);
             for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(h[i]);
@@ -912,26 +930,41 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
             for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
             return;
         }
-        case DType::Q4_0: return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
-        case DType::Q4_1: return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
-        case DType::Q5_0: return dequant_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
-        case DType::Q5_1: return dequant_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
-        case DType::Q8_0: return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
-        case DType::Q8_K: return dequant_q8_k(static_cast<const BlockQ8_K*>(src), dst, nb);
-        case DType::Q2_K: return dequant_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
-        case DType::Q3_K: return dequant_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
-        case DType::Q4_K: return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
-        case DType::Q5_K: return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
-        case DType::Q6_K: return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
-        case DType::MXFP4: return dequant_mxfp4(static_cast<const BlockMXFP4*>(src), dst, nb);
-        default: MOERIG_THROW(UnsupportedError, "dequantize_row: type {} is not supported", dtype_name(type));
+        case DType::Q4_0:
+            return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+        case DType::Q4_1:
+            return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+        case DType::Q5_0:
+            return dequant_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
+        case DType::Q5_1:
+            return dequant_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
+        case DType::Q8_0:
+            return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+        case DType::Q8_K:
+            return dequant_q8_k(static_cast<const BlockQ8_K*>(src), dst, nb);
+        case DType::Q2_K:
+            return dequant_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
+        case DType::Q3_K:
+            return dequant_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
+        case DType::Q4_K:
+            return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
+        case DType::Q5_K:
+            return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
+        case DType::Q6_K:
+            return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+        case DType::MXFP4:
+            return dequant_mxfp4(static_cast<const BlockMXFP4*>(src), dst, nb);
+        default:
+            MOERIG_THROW(UnsupportedError, "dequantize_row: type {} is not supported", dtype_name(type));
     }
 }
 
 void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     const int64_t nb = whole_blocks(type, n, "quantize_row");
     switch (type) {
-        case DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+        case DType::F32:
+            std::memcpy(dst, src, n * sizeof(float));
+            return;
         case DType::F16: {
             auto* h = static_cast<uint16_t*>(dst);
             for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
@@ -942,19 +975,32 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
             for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_bf16(src[i]);
             return;
         }
-        case DType::Q4_0: return quant_q4_0(src, static_cast<BlockQ4_0*>(dst), nb);
-        case DType::Q4_1: return quant_q4_1(src, static_cast<BlockQ4_1*>(dst), nb);
-        case DType::Q5_0: return quant_q5_0(src, static_cast<BlockQ5_0*>(dst), nb);
-        case DType::Q5_1: return quant_q5_1(src, static_cast<BlockQ5_1*>(dst), nb);
-        case DType::Q8_0: return quant_q8_0(src, static_cast<BlockQ8_0*>(dst), nb);
-        case DType::Q8_K: return quant_q8_k(src, static_cast<BlockQ8_K*>(dst), nb);
-        case DType::Q2_K: return quant_q2_k(src, static_cast<BlockQ2_K*>(dst), nb);
-        case DType::Q3_K: return quant_q3_k(src, static_cast<BlockQ3_K*>(dst), nb);
-        case DType::Q4_K: return quant_q4_k(src, static_cast<BlockQ4_K*>(dst), nb);
-        case DType::Q5_K: return quant_q5_k(src, static_cast<BlockQ5_K*>(dst), nb);
-        case DType::Q6_K: return quant_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
-        case DType::MXFP4: return quant_mxfp4(src, static_cast<BlockMXFP4*>(dst), nb);
-        default: MOERIG_THROW(UnsupportedError, "quantize_row: type {} is not supported", dtype_name(type));
+        case DType::Q4_0:
+            return quant_q4_0(src, static_cast<BlockQ4_0*>(dst), nb);
+        case DType::Q4_1:
+            return quant_q4_1(src, static_cast<BlockQ4_1*>(dst), nb);
+        case DType::Q5_0:
+            return quant_q5_0(src, static_cast<BlockQ5_0*>(dst), nb);
+        case DType::Q5_1:
+            return quant_q5_1(src, static_cast<BlockQ5_1*>(dst), nb);
+        case DType::Q8_0:
+            return quant_q8_0(src, static_cast<BlockQ8_0*>(dst), nb);
+        case DType::Q8_K:
+            return quant_q8_k(src, static_cast<BlockQ8_K*>(dst), nb);
+        case DType::Q2_K:
+            return quant_q2_k(src, static_cast<BlockQ2_K*>(dst), nb);
+        case DType::Q3_K:
+            return quant_q3_k(src, static_cast<BlockQ3_K*>(dst), nb);
+        case DType::Q4_K:
+            return quant_q4_k(src, static_cast<BlockQ4_K*>(dst), nb);
+        case DType::Q5_K:
+            return quant_q5_k(src, static_cast<BlockQ5_K*>(dst), nb);
+        case DType::Q6_K:
+            return quant_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
+        case DType::MXFP4:
+            return quant_mxfp4(src, static_cast<BlockMXFP4*>(dst), nb);
+        default:
+            MOERIG_THROW(UnsupportedError, "quantize_row: type {} is not supported", dtype_name(type));
     }
 }
 

@@ -7,7 +7,7 @@
 
 namespace moerig::kernels {
 
-inline constexpr int kQK = 32;    // elements per block of the 32-wide types (Q4_0 ... Q8_0, MXFP4)
+inline constexpr int kQK = 32;     // elements per block of the 32-wide types (Q4_0 ... Q8_0, MXFP4)
 inline constexpr int kQK_K = 256;  // elements per super-block of the K-quants
 inline constexpr int kKScaleBytes = 12;
 
@@ -89,9 +89,9 @@ struct BlockMXFP4 {
 };
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
-              sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_K) == 292 &&
-              sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
-              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockMXFP4) == 17,
+                  sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_K) == 292 &&
+                  sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
+                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockMXFP4) == 17,
               "block layouts must match ggml byte for byte");
 
 /// E2M1 code points times two (ggml's table): value = kMxfp4Values[nibble] * 2^(e - 128).

@@ -32,8 +32,7 @@ void rope_yarn_corr_dims(const RopeParams& p, float dims[2]) {
 }
 
 void rope_cache(const RopeParams& p, float position, float* cos_sin) {
-    MOERIG_CHECK(p.n_dims > 0 && p.n_dims % 2 == 0, ConfigError, "rope: n_dims {} must be even and positive",
-                 p.n_dims);
+    MOERIG_CHECK(p.n_dims > 0 && p.n_dims % 2 == 0, ConfigError, "rope: n_dims {} must be even and positive", p.n_dims);
     float corr[2];
     rope_yarn_corr_dims(p, corr);
     const float theta_scale = std::pow(p.freq_base, -2.0f / p.n_dims);

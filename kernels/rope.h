@@ -8,15 +8,15 @@ namespace moerig::kernels {
 
 /// GGUF/llama.cpp rope settings. Defaults are plain RoPE with base 10000.
 struct RopeParams {
-    int64_t n_dims = 0;           // rotated dimensions per head (even, <= head size); the rest is untouched
-    bool neox = false;            // NeoX pairs (i, i + n_dims/2) instead of (2i, 2i + 1)
+    int64_t n_dims = 0;  // rotated dimensions per head (even, <= head size); the rest is untouched
+    bool neox = false;   // NeoX pairs (i, i + n_dims/2) instead of (2i, 2i + 1)
     float freq_base = 10000.0f;
-    float freq_scale = 1.0f;      // 1 / linear or YaRN scaling factor
-    float ext_factor = 0.0f;      // YaRN extrapolation mix (0 = off; llama.cpp sets 1 for YaRN)
-    float attn_factor = 1.0f;     // mscale multiplied into cos/sin
+    float freq_scale = 1.0f;   // 1 / linear or YaRN scaling factor
+    float ext_factor = 0.0f;   // YaRN extrapolation mix (0 = off; llama.cpp sets 1 for YaRN)
+    float attn_factor = 1.0f;  // mscale multiplied into cos/sin
     float beta_fast = 32.0f;
     float beta_slow = 1.0f;
-    int64_t n_ctx_orig = 0;       // original training context (YaRN correction dims)
+    int64_t n_ctx_orig = 0;               // original training context (YaRN correction dims)
     const float* freq_factors = nullptr;  // optional [n_dims / 2] divisors of theta (rope_freqs tensor)
 };
 

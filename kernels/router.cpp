@@ -33,8 +33,12 @@ void route(const RouterParams& p, const float* logits, int64_t num_tokens, int32
                 std::copy(z, z + n, probs.begin());
                 softmax(probs.data(), n);
                 break;
-            case ExpertGating::kSigmoid: sigmoid(z, probs.data(), n); break;
-            case ExpertGating::kSoftmaxWeight: std::copy(z, z + n, probs.begin()); break;
+            case ExpertGating::kSigmoid:
+                sigmoid(z, probs.data(), n);
+                break;
+            case ExpertGating::kSoftmaxWeight:
+                std::copy(z, z + n, probs.begin());
+                break;
         }
         for (int64_t e = 0; e < n; ++e) select[e] = probs[e] + (p.selection_bias ? p.selection_bias[e] : 0.0f);
         if (num_groups > 1) {

@@ -32,7 +32,8 @@ class ThreadPool {
     template <class Fn>
     void parallel_for(int64_t n, Fn&& fn, int64_t grain = 1) {
         using F = std::remove_reference_t<Fn>;
-        run(n, grain, [](void* ctx, int64_t b, int64_t e, int t) { (*static_cast<F*>(ctx))(b, e, t); },
+        run(
+            n, grain, [](void* ctx, int64_t b, int64_t e, int t) { (*static_cast<F*>(ctx))(b, e, t); },
             const_cast<void*>(static_cast<const void*>(&fn)));
     }
 

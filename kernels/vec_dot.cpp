@@ -17,7 +17,23 @@
 namespace moerig::kernels {
 namespace {
 
-inline float h2f(uint16_t h) { return fp16_to_fp32(h); }
+// Block scales are converted once per 32 or 256 values: keep the conversion inline (F16C when available).
+#if MOERIG_VEC_AVX2
+inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+#else
+inline float h2f(uint16_t h) {
+    return fp16_to_fp32(h);
+}
+#endif
+
+inline float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
 
 // 6-bit scales and mins of Q4_K/Q5_K sub-blocks, from the 12 packed bytes (see BlockQ4_K).
 inline void unpack_k4_scales(const uint8_t* packed, uint8_t sc[8], uint8_t mn[8]) {
@@ -142,7 +158,7 @@ float dot_mxfp4_scalar(const void* vw, const void* vx, int64_t n) {
         for (int j = 0; j < kQK / 2; ++j) {
             sumi += kMxfp4Values[w[i].qs[j] & 0xF] * x[i].qs[j] + kMxfp4Values[w[i].qs[j] >> 4] * x[i].qs[j + kQK / 2];
         }
-        sum += sumi * e8m0_to_fp32_half(w[i].e) * h2f(x[i].d);
+        sum += sumi * e8m0_half(w[i].e) * h2f(x[i].d);
     }
     return sum;
 }
@@ -192,20 +208,19 @@ float dot_q3_k_scalar(const void* vw, const void* vx, int64_t n) {
         int8_t scales[16];
         unpack_q3_scales(w[i].scales, scales);
         const int8_t* q8 = x[i].qs;
-        int sumi = 0, is = 0;
-        uint8_t m = 1;
-        for (int half = 0; half < 2; ++half) {
-            const uint8_t* q3 = w[i].qs + 32 * half;
-            for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
-                for (int k = 0; k < 2; ++k, ++is) {
-                    int s = 0;
-                    for (int l = 16 * k; l < 16 * k + 16; ++l) {
-                        const int q = ((q3[l] >> shift) & 3) - ((w[i].hmask[l] & m) ? 0 : 4);
-                        s += q * q8[l];
-                    }
-                    sumi += scales[is] * s;
+        int sumi = 0;
+        // Sub-block is = 2 * bit + k covers elements 16 * is ... with 2-bit plane `bit` of qs[32*half + l] and
+        // bit `bit` of hmask[l] (GCC 12's loop vectoriser miscompiled a running uint8_t mask here).
+        for (int bit = 0; bit < 8; ++bit) {
+            const uint8_t* q3 = w[i].qs + 32 * (bit / 4);
+            const int shift = 2 * (bit % 4);
+            for (int k = 0; k < 2; ++k) {
+                int s = 0;
+                for (int l = 16 * k; l < 16 * k + 16; ++l) {
+                    const int q = ((q3[l] >> shift) & 3) - (((w[i].hmask[l] >> bit) & 1) ? 0 : 4);
+                    s += q * q8[32 * bit + l];
                 }
-                q8 += 32;
+                sumi += scales[2 * bit + k] * s;
             }
         }
         sum += x[i].d * h2f(w[i].d) * sumi;
@@ -316,7 +331,9 @@ inline __m256i dot_u8_s8(__m256i u, __m256i s) {
 }
 
 // Signed x signed via |a| and sign(a) applied to b (both in [-127, 127]).
-inline __m256i dot_s8_s8(__m256i a, __m256i b) { return dot_u8_s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)); }
+inline __m256i dot_s8_s8(__m256i a, __m256i b) {
+    return dot_u8_s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
 
 // 16 packed nibbles -> 32 bytes: element j in byte j (low nibbles first, then high), as the 32-wide blocks.
 inline __m256i unpack_nibbles_32(const uint8_t* qs) {
@@ -413,7 +430,7 @@ float dot_mxfp4_avx2(const void* vw, const void* vx, int64_t n) {
     for (int64_t i = 0; i < n / kQK; ++i) {
         const __m256i q = _mm256_shuffle_epi8(table, unpack_nibbles_32(w[i].qs));
         const __m256i p = dot_s8_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(e8m0_to_fp32_half(w[i].e) * h2f(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(e8m0_half(w[i].e) * h2f(x[i].d)), _mm256_cvtepi32_ps(p), acc);
     }
     return hsum(acc);
 }
@@ -464,12 +481,14 @@ float dot_q5_k_avx2(const void* vw, const void* vx, int64_t n) {
         uint8_t sc[8], mn[8];
         unpack_k4_scales(w[i].scales, sc, mn);
         acc_min += x[i].d * h2f(w[i].dmin) * k4_min_sum(x[i].bsums, mn);
-        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
+        __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
             const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * j));
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one), 4);
+            // Bits 2j and 2j+1 of qh are the fifth bits of the two sub-blocks; consume two bits per step.
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, one), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4);
+            qh = _mm256_srli_epi16(qh, 2);
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
             const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * j));
@@ -484,7 +503,9 @@ float dot_q5_k_avx2(const void* vw, const void* vx, int64_t n) {
 }
 
 // Two sub-block scales as a 16-lane int16 vector: lanes 0-7 (first 16 bytes' pairs) get a, 8-15 get b.
-inline __m256i scale_pair(int8_t a, int8_t b) { return _mm256_set_m128i(_mm_set1_epi16(b), _mm_set1_epi16(a)); }
+inline __m256i scale_pair(int8_t a, int8_t b) {
+    return _mm256_set_m128i(_mm_set1_epi16(b), _mm_set1_epi16(a));
+}
 
 float dot_q6_k_avx2(const void* vw, const void* vx, int64_t n) {
     const auto* w = static_cast<const BlockQ6_K*>(vw);
@@ -505,11 +526,14 @@ float dot_q6_k_avx2(const void* vw, const void* vx, int64_t n) {
             const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
             const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
             const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh + 32 * half));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
-            const __m256i q4 =
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
+            const __m256i q1 =
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
+            const __m256i q2 =
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
+            const __m256i q3 =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m3));
+            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
             const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
             const __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32));
             const __m256i x3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64));
@@ -525,6 +549,68 @@ float dot_q6_k_avx2(const void* vw, const void* vx, int64_t n) {
     }
     return hsum(acc);
 }
+float dot_q2_k_avx2(const void* vw, const void* vx, int64_t n) {
+    const auto* w = static_cast<const BlockQ2_K*>(vw);
+    const auto* x = static_cast<const BlockQ8_K*>(vx);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0;
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+        const __m128i sc_packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].scales));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc_packed, 4), _mm_set1_epi8(0x0F)));
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].bsums));
+        const __m256i pm = _mm256_madd_epi16(bs, mins);
+        acc_min += x[i].d * h2f(w[i].dmin) *
+                   hsum_i32(_mm_add_epi32(_mm256_castsi256_si128(pm), _mm256_extracti128_si256(pm, 1)));
+        __m256i sumi = _mm256_setzero_si256();
+        for (int half = 0; half < 2; ++half) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * half));
+            for (int p = 0; p < 4; ++p) {
+                const int is = 8 * half + 2 * p;  // bytes 0-15 are sub-block is, 16-31 are is + 1
+                const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3);
+                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 128 * half + 32 * p));
+                const __m256i prod = _mm256_maddubs_epi16(v, xv);
+                const __m256i scales =
+                    _mm256_set_m128i(_mm_set1_epi16(w[i].scales[is + 1] & 0xF), _mm_set1_epi16(w[i].scales[is] & 0xF));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, scales));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * h2f(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc) - acc_min;
+}
+
+float dot_q3_k_avx2(const void* vw, const void* vx, int64_t n) {
+    const auto* w = static_cast<const BlockQ3_K*>(vw);
+    const auto* x = static_cast<const BlockQ8_K*>(vx);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+        int8_t sc[16];
+        unpack_q3_scales(w[i].scales, sc);
+        // Quants are stored as q + 4 in [0, 7] (low 2 bits, plus 4 when the hmask bit is set); the -4 offset
+        // is applied once through the activation sums.
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].bsums));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2));
+        __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].hmask));
+        for (int half = 0; half < 2; ++half) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * half));
+            for (int p = 0; p < 4; ++p) {
+                const int bit = 4 * half + p;
+                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(hm, one), 2);
+                hm = _mm256_srli_epi16(hm, 1);
+                const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3), hi);
+                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * bit));
+                const __m256i prod = _mm256_maddubs_epi16(v, xv);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, scale_pair(sc[2 * bit], sc[2 * bit + 1])));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * h2f(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc);
+}
 #endif  // MOERIG_VEC_AVX2
 
 }  // namespace
@@ -533,36 +619,66 @@ VecDotFn vec_dot_fn(DType weight, bool scalar_only) {
 #if MOERIG_VEC_AVX2
     if (!scalar_only) {
         switch (weight) {
-            case DType::F32: return dot_f32_avx2;
-            case DType::F16: return dot_half_avx2<false>;
-            case DType::BF16: return dot_half_avx2<true>;
-            case DType::Q4_0: return dot_q4_0_avx2;
-            case DType::Q8_0: return dot_q8_0_avx2;
-            case DType::MXFP4: return dot_mxfp4_avx2;
-            case DType::Q4_K: return dot_q4_k_avx2;
-            case DType::Q5_K: return dot_q5_k_avx2;
-            case DType::Q6_K: return dot_q6_k_avx2;
-            default: break;
+            case DType::F32:
+                return dot_f32_avx2;
+            case DType::F16:
+                return dot_half_avx2<false>;
+            case DType::BF16:
+                return dot_half_avx2<true>;
+            case DType::Q4_0:
+                return dot_q4_0_avx2;
+            case DType::Q8_0:
+                return dot_q8_0_avx2;
+            case DType::MXFP4:
+                return dot_mxfp4_avx2;
+            case DType::Q2_K:
+                return dot_q2_k_avx2;
+            case DType::Q3_K:
+                return dot_q3_k_avx2;
+            case DType::Q4_K:
+                return dot_q4_k_avx2;
+            case DType::Q5_K:
+                return dot_q5_k_avx2;
+            case DType::Q6_K:
+                return dot_q6_k_avx2;
+            default:
+                break;
         }
     }
 #endif
     switch (weight) {
-        case DType::F32: return dot_f32_scalar;
-        case DType::F16: return dot_f16_scalar;
-        case DType::BF16: return dot_bf16_scalar;
-        case DType::Q4_0: return dot_q4_0_scalar;
-        case DType::Q4_1: return dot_q4_1_scalar;
-        case DType::Q5_0: return dot_q5_scalar<false, BlockQ5_0>;
-        case DType::Q5_1: return dot_q5_scalar<true, BlockQ5_1>;
-        case DType::Q8_0: return dot_q8_0_scalar;
-        case DType::MXFP4: return dot_mxfp4_scalar;
-        case DType::Q8_K: return dot_q8_k_scalar;
-        case DType::Q2_K: return dot_q2_k_scalar;
-        case DType::Q3_K: return dot_q3_k_scalar;
-        case DType::Q4_K: return dot_q4_k_scalar;
-        case DType::Q5_K: return dot_q5_k_scalar;
-        case DType::Q6_K: return dot_q6_k_scalar;
-        default: return nullptr;
+        case DType::F32:
+            return dot_f32_scalar;
+        case DType::F16:
+            return dot_f16_scalar;
+        case DType::BF16:
+            return dot_bf16_scalar;
+        case DType::Q4_0:
+            return dot_q4_0_scalar;
+        case DType::Q4_1:
+            return dot_q4_1_scalar;
+        case DType::Q5_0:
+            return dot_q5_scalar<false, BlockQ5_0>;
+        case DType::Q5_1:
+            return dot_q5_scalar<true, BlockQ5_1>;
+        case DType::Q8_0:
+            return dot_q8_0_scalar;
+        case DType::MXFP4:
+            return dot_mxfp4_scalar;
+        case DType::Q8_K:
+            return dot_q8_k_scalar;
+        case DType::Q2_K:
+            return dot_q2_k_scalar;
+        case DType::Q3_K:
+            return dot_q3_k_scalar;
+        case DType::Q4_K:
+            return dot_q4_k_scalar;
+        case DType::Q5_K:
+            return dot_q5_k_scalar;
+        case DType::Q6_K:
+            return dot_q6_k_scalar;
+        default:
+            return nullptr;
     }
 }
 

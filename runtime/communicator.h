@@ -13,9 +13,9 @@ struct CommStats {
     size_t bytes_sent = 0;
     size_t bytes_received = 0;
     size_t num_messages_sent = 0;
-    size_t num_groups = 0;      ///< completed groups (a lone send/recv is a group of one)
-    double modelled_s = 0;      ///< modelled link time on this rank's critical path (0 without emulation)
-    double wait_s = 0;          ///< wall time spent inside communication calls (waiting for peers included)
+    size_t num_groups = 0;  ///< completed groups (a lone send/recv is a group of one)
+    double modelled_s = 0;  ///< modelled link time on this rank's critical path (0 without emulation)
+    double wait_s = 0;      ///< wall time spent inside communication calls (waiting for peers included)
 };
 
 /// One rank's end of a communicator. Buffers are device pointers of the rank's device.

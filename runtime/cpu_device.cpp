@@ -26,9 +26,11 @@ void CpuDevice::copy_on_device(void* dst, const void* src, size_t num_bytes) {
 }
 
 void* CpuDevice::raw_alloc(size_t num_bytes) {
-    return ::operator new(num_bytes, std::align_val_t{kAlignment}, std::nothrow);
+    return ::operator new (num_bytes, std::align_val_t{kAlignment}, std::nothrow);
 }
 
-void CpuDevice::raw_free(void* data, size_t) { ::operator delete(data, std::align_val_t{kAlignment}); }
+void CpuDevice::raw_free(void* data, size_t) {
+    ::operator delete (data, std::align_val_t{kAlignment});
+}
 
 }  // namespace moerig::runtime

@@ -49,8 +49,8 @@ class Buffer {
 
 /// Static description of a device.
 struct DeviceProps {
-    std::string name;          ///< e.g. "card0 (RTX 3060 12GB)"; used in every error message about the card
-    int device_idx = 0;        ///< index among the cards of this process (rank on the local rig)
+    std::string name;              ///< e.g. "card0 (RTX 3060 12GB)"; used in every error message about the card
+    int device_idx = 0;            ///< index among the cards of this process (rank on the local rig)
     bool host_accessible = false;  ///< data() pointers may be read and written by host code
     bool async_copies = false;     ///< copy_*_async really overlap; false: they complete before returning
     double mem_bandwidth_gbs = 0;  ///< memory bandwidth used by cost estimates (0 = unknown)
@@ -60,8 +60,7 @@ struct DeviceProps {
 /// copies. All members may be called from the card's own thread; memory_info() from any thread.
 class Device {
   public:
-    Device(DeviceProps props, size_t budget_bytes)
-        : props_(std::move(props)), budget_(props_.name, budget_bytes) {}
+    Device(DeviceProps props, size_t budget_bytes) : props_(std::move(props)), budget_(props_.name, budget_bytes) {}
     virtual ~Device() = default;
     Device(const Device&) = delete;
     Device& operator=(const Device&) = delete;

@@ -13,7 +13,9 @@ namespace moerig::runtime {
 
 namespace {
 
-size_t align4(size_t n) { return (n + 3) & ~size_t{3}; }
+size_t align4(size_t n) {
+    return (n + 3) & ~size_t{3};
+}
 
 void quantize_row(const float* x, int64_t n, std::byte* out) {
     float absmax = 0;
@@ -76,15 +78,14 @@ Dispatcher::Dispatcher(Communicator& comm, Device& device, DispatchConfig config
 
 void Dispatcher::ensure(Buffer& buffer, size_t num_bytes) {
     if (buffer.num_bytes() >= num_bytes) return;
-    const MemoryKind kind = &buffer == &expert_in_buf_ || &buffer == &expert_out_buf_ ? MemoryKind::kActivations
-                                                                                       : MemoryKind::kComm;
+    const MemoryKind kind =
+        &buffer == &expert_in_buf_ || &buffer == &expert_out_buf_ ? MemoryKind::kActivations : MemoryKind::kComm;
     buffer.reset();  // free first: growing must not need old + new at once
     buffer = device_.alloc(std::max(num_bytes, num_bytes + num_bytes / 4), kind);
 }
 
-void Dispatcher::dispatch(DispatchHandle& h, const ExpertPlacement& placement, const float* hidden,
-                          int64_t num_tokens, const int32_t* topk_ids, const float* topk_weights,
-                          std::span<const int> participants) {
+void Dispatcher::dispatch(DispatchHandle& h, const ExpertPlacement& placement, const float* hidden, int64_t num_tokens,
+                          const int32_t* topk_ids, const float* topk_weights, std::span<const int> participants) {
     const int num_ranks = comm_.size();
     const int me = comm_.rank();
     const int k = config_.top_k;
@@ -108,7 +109,8 @@ void Dispatcher::dispatch(DispatchHandle& h, const ExpertPlacement& placement, c
                          t, j, e, placement.num_experts() - 1);
             int best = -1;
             for (int r : placement.replicas[e]) {
-                if (best < 0 || load[r] < load[best] || (load[r] == load[best] && (r == me || (best != me && r < best))))
+                if (best < 0 || load[r] < load[best] ||
+                    (load[r] == load[best] && (r == me || (best != me && r < best))))
                     best = r;
             }
             dest[t * k + j] = best;
@@ -159,8 +161,8 @@ void Dispatcher::dispatch(DispatchHandle& h, const ExpertPlacement& placement, c
     h.recv_rows.assign(num_ranks, 0);
     std::vector<size_t> count_bytes(num_ranks, participants.empty() ? sizeof(size_t) : 0);
     for (int p : participants) {
-        MOERIG_CHECK(p >= 0 && p < num_ranks, ConfigError, "dispatch on card '{}': participant {} is not one of {} ranks",
-                     device_.name(), p, num_ranks);
+        MOERIG_CHECK(p >= 0 && p < num_ranks, ConfigError,
+                     "dispatch on card '{}': participant {} is not one of {} ranks", device_.name(), p, num_ranks);
         count_bytes[p] = sizeof(size_t);
     }
     for (int r = 0; r < num_ranks; ++r) {
@@ -197,7 +199,9 @@ void Dispatcher::run_experts(DispatchHandle& h, CardExperts& experts) {
     const int64_t dim = config_.hidden_dim;
     const int64_t num_rows = h.num_recv_rows;
     const auto* recv = recv_buf_.as<const std::byte>();
-    auto row_ids = [&](int64_t row) { return reinterpret_cast<const int32_t*>(recv + row * row_bytes_ + payload_bytes_); };
+    auto row_ids = [&](int64_t row) {
+        return reinterpret_cast<const int32_t*>(recv + row * row_bytes_ + payload_bytes_);
+    };
 
     // Group (row, slot) entries by expert with a counting sort; rows stay in arrival order per expert.
     int32_t max_id = -1;
@@ -281,9 +285,9 @@ void Dispatcher::combine(DispatchHandle& h, float* out, bool accumulate) {
     h.experts_done = false;
 }
 
-void Dispatcher::forward(DispatchHandle& h, const ExpertPlacement& placement, CardExperts& experts,
-                         const float* hidden, int64_t num_tokens, const int32_t* topk_ids, const float* topk_weights,
-                         float* out, std::span<const int> participants) {
+void Dispatcher::forward(DispatchHandle& h, const ExpertPlacement& placement, CardExperts& experts, const float* hidden,
+                         int64_t num_tokens, const int32_t* topk_ids, const float* topk_weights, float* out,
+                         std::span<const int> participants) {
     dispatch(h, placement, hidden, num_tokens, topk_ids, topk_weights, participants);
     run_experts(h, experts);
     combine(h, out);

@@ -105,10 +105,10 @@ class Dispatcher {
     DispatchConfig config_;
     size_t payload_bytes_;
     size_t row_bytes_;
-    Buffer send_buf_;      // (rows, row_bytes) packed by destination
-    Buffer recv_buf_;      // (rows, row_bytes) received
-    Buffer out_rows_buf_;  // (received rows, hidden) f32 weighted expert sums, sent back
-    Buffer back_buf_;      // (sent rows, hidden) f32 returned partial sums
+    Buffer send_buf_;                        // (rows, row_bytes) packed by destination
+    Buffer recv_buf_;                        // (rows, row_bytes) received
+    Buffer out_rows_buf_;                    // (received rows, hidden) f32 weighted expert sums, sent back
+    Buffer back_buf_;                        // (sent rows, hidden) f32 returned partial sums
     Buffer expert_in_buf_, expert_out_buf_;  // (rows of one expert, hidden) f32
     std::vector<int64_t> expert_count_, expert_begin_;
     std::vector<int64_t> expert_entry_;  // received (row * top_k + slot), grouped by expert

@@ -50,18 +50,25 @@ class LocalWorld {
     }
 };
 
-LocalCommunicator::LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank) : world_(std::move(world)), rank_(rank) {}
+LocalCommunicator::LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank)
+    : world_(std::move(world)), rank_(rank) {}
 
-int LocalCommunicator::size() const { return world_->num_ranks_; }
+int LocalCommunicator::size() const {
+    return world_->num_ranks_;
+}
 
-const LinkEmulation* LocalCommunicator::links() const { return world_->links_.get(); }
+const LinkEmulation* LocalCommunicator::links() const {
+    return world_->links_.get();
+}
 
 void LocalCommunicator::check_peer(int peer, const char* what) const {
     MOERIG_CHECK(peer >= 0 && peer < size(), ConfigError, "{} on rank {}: peer {} is not a rank of this {}-card group",
                  what, rank_, peer, size());
 }
 
-void LocalCommunicator::group_start() { ++group_depth_; }
+void LocalCommunicator::group_start() {
+    ++group_depth_;
+}
 
 void LocalCommunicator::send(const void* data, size_t num_bytes, int peer) {
     check_peer(peer, "send");

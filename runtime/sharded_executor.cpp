@@ -209,10 +209,10 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
             card->kv_charge = MemoryReservation(card->device->budget(), card->kv->bytes(), MemoryKind::kKv);
         }
         if (hp.n_expert > 0) {
-            card->dispatcher = std::make_unique<Dispatcher>(
-                *comms_[c], *card->device,
-                DispatchConfig{.hidden_dim = hp.n_embd, .top_k = static_cast<int>(hp.n_expert_used),
-                               .quantize_8bit = options_.quantize_8bit});
+            card->dispatcher = std::make_unique<Dispatcher>(*comms_[c], *card->device,
+                                                            DispatchConfig{.hidden_dim = hp.n_embd,
+                                                                           .top_k = static_cast<int>(hp.n_expert_used),
+                                                                           .quantize_8bit = options_.quantize_8bit});
         }
         cards_.push_back(std::move(card));
     }

@@ -16,8 +16,8 @@
 namespace moerig::runtime {
 
 struct ShardedOptions {
-    int64_t context = 512;     ///< KV positions per stage card
-    int threads_per_card = 1;  ///< each card's own thread pool (1: the card's thread alone)
+    int64_t context = 512;       ///< KV positions per stage card
+    int threads_per_card = 1;    ///< each card's own thread pool (1: the card's thread alone)
     bool emulate_links = false;  ///< model PCIe link time from the layout's links
     bool sleep_links = false;    ///< with emulation: sleep so wall-clock time includes link time
     bool quantize_8bit = false;  ///< dispatch hidden states as int8 + per-row scale
@@ -27,9 +27,9 @@ struct ShardedOptions {
 struct CardStats {
     std::string name;
     size_t budget_bytes = 0;
-    size_t used_bytes = 0;       ///< held now (weights + KV + activations + comm buffers)
+    size_t used_bytes = 0;  ///< held now (weights + KV + activations + comm buffers)
     size_t peak_bytes = 0;
-    size_t weights_bytes = 0;    ///< dense + expert weights charged
+    size_t weights_bytes = 0;  ///< dense + expert weights charged
     size_t kv_bytes = 0;
     size_t predicted_bytes = 0;  ///< the plan's weights + KV (our own accounting when there is no plan)
     size_t bytes_sent = 0;
@@ -65,7 +65,7 @@ class ShardedModel {
     const Model& model_;
     ShardLayout layout_;
     ShardedOptions options_;
-    std::vector<ExpertPlacement> placements_;  // [layer]
+    std::vector<ExpertPlacement> placements_;     // [layer]
     std::vector<std::vector<int>> participants_;  // [layer]
     std::shared_ptr<LinkEmulation> links_;
     std::vector<std::unique_ptr<LocalCommunicator>> comms_;

@@ -70,8 +70,8 @@ void ShardLayout::validate(const ModelHParams& hp) const {
                      "shard layout: card '{}' lists experts for {} layers, the model has {}", card.name,
                      card.experts.size(), hp.n_layer);
         for (int64_t l = card.layer_begin; l < card.layer_end; ++l) {
-            MOERIG_CHECK(owner[l] < 0, ConfigError, "shard layout: layer {} is in the stages of cards '{}' and '{}'",
-                         l, cards[owner[l]].name, card.name);
+            MOERIG_CHECK(owner[l] < 0, ConfigError, "shard layout: layer {} is in the stages of cards '{}' and '{}'", l,
+                         cards[owner[l]].name, card.name);
             owner[l] = c;
         }
     }
@@ -82,7 +82,9 @@ void ShardLayout::validate(const ModelHParams& hp) const {
     }
 }
 
-ShardLayout ShardLayout::single(const ModelHParams& hp, size_t budget_bytes) { return pipeline(hp, 1, budget_bytes); }
+ShardLayout ShardLayout::single(const ModelHParams& hp, size_t budget_bytes) {
+    return pipeline(hp, 1, budget_bytes);
+}
 
 ShardLayout ShardLayout::pipeline(const ModelHParams& hp, int num_cards, size_t budget_bytes) {
     ShardLayout layout;
@@ -208,8 +210,8 @@ std::vector<CardShareBytes> card_share_bytes(const formats::GgufModel& gguf, con
     const int64_t v_row = hp.is_mla() ? 0 : hp.n_head_kv * hp.head_dim_v;
     for (int c = 0; c < layout.num_cards(); ++c) {
         const ShardCard& card = layout.cards[c];
-        out[c].kv_cache = static_cast<size_t>((k_row + v_row) * context * (card.layer_end - card.layer_begin)) *
-                          sizeof(float);
+        out[c].kv_cache =
+            static_cast<size_t>((k_row + v_row) * context * (card.layer_end - card.layer_begin)) * sizeof(float);
     }
     return out;
 }

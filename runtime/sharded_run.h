@@ -12,14 +12,14 @@
 namespace moerig::runtime {
 
 struct ShardedRunRequest {
-    std::string model_path;         ///< GGUF file (first part of a split model)
-    std::string rig;                ///< catalog name or rig .yaml; used to plan when plan_path is empty
-    std::string plan_path;          ///< a plan written by `moerig plan` (.pb, .txtpb, .yaml, .json); optional
-    std::vector<int32_t> prompt;    ///< prompt tokens (BOS included if the model wants one)
-    int max_tokens = 64;            ///< tokens to generate
-    bool stop_at_eog = true;        ///< stop early at an end-of-generation token
+    std::string model_path;       ///< GGUF file (first part of a split model)
+    std::string rig;              ///< catalog name or rig .yaml; used to plan when plan_path is empty
+    std::string plan_path;        ///< a plan written by `moerig plan` (.pb, .txtpb, .yaml, .json); optional
+    std::vector<int32_t> prompt;  ///< prompt tokens (BOS included if the model wants one)
+    int max_tokens = 64;          ///< tokens to generate
+    bool stop_at_eog = true;      ///< stop early at an end-of-generation token
     SamplerParams sampler;
-    int64_t context = 0;            ///< KV positions; 0 = prompt + max_tokens
+    int64_t context = 0;  ///< KV positions; 0 = prompt + max_tokens
     int threads_per_card = 1;
     bool emulate_links = false;     ///< model PCIe link time from the rig
     bool sleep_links = false;       ///< with emulation: wall-clock time includes link time
@@ -30,7 +30,7 @@ struct ShardedRunRequest {
 struct ShardedRunResult {
     std::vector<int32_t> tokens;  ///< generated tokens (prompt excluded)
     std::vector<CardStats> cards;
-    std::string strategy;         ///< the plan's: "pipeline", "expert_parallel", "hybrid"
+    std::string strategy;  ///< the plan's: "pipeline", "expert_parallel", "hybrid"
     double prefill_s = 0;
     double decode_s = 0;
     double decode_tokens_per_s = 0;

@@ -50,7 +50,10 @@ std::optional<int64_t> opt_int(const KvMap& kv, const std::string& key, const st
     if (v == nullptr) return std::nullopt;
     MOERIG_CHECK(v->is_integer(), FormatError, "{}: metadata key '{}' should be an integer but is {}", source, key,
                  formats::gguf_type_name(v->type));
-    return v->type == GgufType::U64 && v->u > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v->u);
+    const bool is_signed = v->type == GgufType::I8 || v->type == GgufType::I16 || v->type == GgufType::I32 ||
+                           v->type == GgufType::I64;
+    if (is_signed) return v->i;
+    return v->u > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v->u);
 }
 
 uint32_t attr_from_type(int64_t t) {
@@ -295,7 +298,7 @@ uint32_t Tokenizer::token_attr(int32_t id) const {
 }
 
 int32_t Tokenizer::find_token(std::string_view text) const {
-    auto it = ids_.find(std::string(text));
+    auto it = ids_.find(text);
     return it == ids_.end() ? kNoToken : it->second;
 }
 

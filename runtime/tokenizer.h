@@ -20,6 +20,12 @@ namespace moerig::runtime {
 
 class PreTokenizer;
 
+/// Hash that lets string-keyed maps be searched with a string_view, without building a std::string.
+struct StringViewHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 /// Token attributes, as llama.cpp derives them from `tokenizer.ggml.token_type` (a bit set).
 enum TokenAttr : uint32_t {
     kAttrUndefined = 0,
@@ -99,10 +105,10 @@ class Tokenizer {
     std::vector<std::string> texts_;  // (vocab)
     std::vector<float> scores_;       // (vocab)
     std::vector<uint32_t> attrs_;     // (vocab) TokenAttr bits
-    std::unordered_map<std::string, int32_t> ids_;
-    std::unordered_map<std::string, int32_t> merge_ranks_;  // "left\0right" -> rank
-    std::vector<int32_t> special_ids_;                      // matched in text, longest first
-    std::vector<int32_t> eog_ids_;                          // sorted
+    std::unordered_map<std::string, int32_t, StringViewHash, std::equal_to<>> ids_;
+    std::unordered_map<std::string, int32_t, StringViewHash, std::equal_to<>> merge_ranks_;  // "left\0right" -> rank
+    std::vector<int32_t> special_ids_;  // matched in text, longest first
+    std::vector<int32_t> eog_ids_;      // sorted
     std::unique_ptr<PreTokenizer> pre_;
     int32_t bos_id_ = kNoToken;
     int32_t eos_id_ = kNoToken;

@@ -36,9 +36,8 @@ const std::array<std::string, 256>& byte_alphabet() {
 }  // namespace
 
 int32_t Tokenizer::bpe_rank(std::string_view left, std::string_view right) const {
-    std::string key;
-    key.reserve(left.size() + right.size() + 1);
-    key.append(left).push_back('\0');
+    thread_local std::string key;  // reused: this runs once per candidate pair
+    key.assign(left).push_back('\0');
     key.append(right);
     auto it = merge_ranks_.find(key);
     return it == merge_ranks_.end() ? -1 : it->second;

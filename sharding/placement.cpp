@@ -162,6 +162,8 @@ void place_experts(const PlanProblem& problem, Layout& layout) {
 }
 
 uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::vector<int64_t>& slots_left) {
+    // A copy must take at least this fraction off the layer's slowest card to be worth its memory.
+    constexpr double kMinReplicaGain = 0.01;
     const uint32_t num_cards = problem.num_cards();
     // Keep a little room free for KV growth and allocator slack.
     std::vector<int64_t> avail(num_cards);
@@ -190,47 +192,47 @@ uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::
             uint32_t slowest = group.front();
             for (uint32_t c : group) slowest = time[c] > time[slowest] ? c : slowest;
             const double old_max = time[slowest];
-            // The hottest copy on the slowest card.
-            int64_t hot = -1;
-            double hot_load = 0;
-            for (uint32_t e = 0; e < layer.num_experts; ++e) {
-                for (const ExpertCopy& copy : layout.experts[l][e]) {
-                    if (copy.card_idx == static_cast<int32_t>(slowest) && layer.expert_prob[e] * copy.share > hot_load) {
-                        hot = e;
-                        hot_load = layer.expert_prob[e] * copy.share;
-                    }
-                }
-            }
-            if (hot < 0) continue;
-            auto& copies = layout.experts[l][hot];
-            if (std::any_of(copies.begin(), copies.end(), [](const ExpertCopy& c) { return c.card_idx == kOnHost; })) {
-                continue;
-            }
+            // The card with most room to take load: the least loaded one with a free slot.
             int64_t target = -1;
             for (uint32_t c : group) {
-                if (avail[c] <= 0) continue;
-                if (std::any_of(copies.begin(), copies.end(),
-                                [c](const ExpertCopy& x) { return x.card_idx == static_cast<int32_t>(c); })) {
-                    continue;
-                }
-                if (target < 0 || time[c] < time[target]) target = c;
+                if (avail[c] > 0 && (target < 0 || time[c] < time[target])) target = c;
             }
             if (target < 0) continue;
-            // Equal shares after the copy: the new slowest of the cards involved must beat the old one.
-            const double p = layer.expert_prob[hot];
-            const double new_share = 1.0 / static_cast<double>(copies.size() + 1);
-            double new_max = 0;
-            for (uint32_t c : group) {
-                double t = time[c];
-                for (const ExpertCopy& copy : copies) {
-                    if (copy.card_idx == static_cast<int32_t>(c)) t += p * (new_share - copy.share) / problem.cards[c].mem_bw;
+            // Move load from the slowest card to the target by copying one of its experts there and giving the
+            // copy just enough of that expert's tokens to even the two cards out (capped by what the slowest
+            // card's copy serves). The layer's slowest card never gets slower; ties at the top are worked off.
+            const double inv_bw_slow = 1.0 / problem.cards[slowest].mem_bw;
+            const double inv_bw_target = 1.0 / problem.cards[target].mem_bw;
+            const double wanted = (old_max - time[target]) / (inv_bw_slow + inv_bw_target);  // load units
+            int64_t hot = -1;
+            size_t hot_copy = 0;
+            double best_moved = 0;
+            for (uint32_t e = 0; e < layer.num_experts; ++e) {
+                const auto& copies = layout.experts[l][e];
+                int64_t on_slowest = -1;
+                bool on_target = false, on_host = false;
+                for (size_t i = 0; i < copies.size(); ++i) {
+                    if (copies[i].card_idx == static_cast<int32_t>(slowest)) on_slowest = static_cast<int64_t>(i);
+                    on_target |= copies[i].card_idx == target;
+                    on_host |= copies[i].card_idx == kOnHost;
                 }
-                if (c == target) t += p * new_share / problem.cards[c].mem_bw;
-                new_max = std::max(new_max, t);
+                if (on_slowest < 0 || on_target || on_host) continue;
+                const double moved = std::min(wanted, layer.expert_prob[e] * copies[on_slowest].share);
+                // Largest move wins; among full moves, the expert that serves the least (keeps big ones whole).
+                if (moved > best_moved * (1 + 1e-9) ||
+                    (hot >= 0 && moved >= best_moved * (1 - 1e-9) &&
+                     layer.expert_prob[e] * copies[on_slowest].share <
+                         layer.expert_prob[hot] * layout.experts[l][hot][hot_copy].share)) {
+                    best_moved = moved;
+                    hot = e;
+                    hot_copy = static_cast<size_t>(on_slowest);
+                }
             }
-            if (new_max >= old_max * (1 - 1e-6)) continue;
-            for (ExpertCopy& copy : copies) copy.share = new_share;
-            copies.push_back({static_cast<int32_t>(target), 0, new_share});
+            if (hot < 0 || best_moved * inv_bw_slow < old_max * kMinReplicaGain) continue;
+            auto& copies = layout.experts[l][hot];
+            const double moved_share = best_moved / layer.expert_prob[hot];
+            copies[hot_copy].share -= moved_share;
+            copies.push_back({static_cast<int32_t>(target), 0, moved_share});
             --avail[target];
             --slots_left[target];
             layout.memory[target].experts += problem.expert_bytes;

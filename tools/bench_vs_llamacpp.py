@@ -52,7 +52,7 @@ class RandomPool:
             out[filled:filled + k] = self.data[self.pos:self.pos + k]
             filled += k
             self.pos = (self.pos + k) % (self.data.size - 7)  # drift so that repeated blocks do not align
-        return (out * scale).reshape(shape)
+        return (out * np.float32(scale)).reshape(shape)
 
 
 def write_source_model(path: str, vocab_dir: str) -> None:

@@ -1,7 +1,6 @@
 // Dequantisation kernel: one thread per (block, part), writing the part's runs of values.
-#include "kernels/cuda/dequantize.h"
-
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/dequantize.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/op_error.h"
 #include "kernels/cuda/quant_dev.cuh"
@@ -9,8 +8,8 @@
 namespace moerig::kernels::cuda {
 namespace {
 
-using moerig::DType;
 using dev::Quant;
+using moerig::DType;
 
 template <DType T>
 __global__ void dequantize_kernel(const uint8_t* src, int64_t num_elems, int64_t num_blocks, float* dst) {
@@ -49,8 +48,8 @@ struct DequantizeLaunch {
         const int64_t num_threads = num_blocks * Q::kParts;
         constexpr int kThreads = 256;
         const int64_t grid = std::min<int64_t>((num_threads + kThreads - 1) / kThreads, 65535LL * 8);
-        dequantize_kernel<T><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(
-            static_cast<const uint8_t*>(src), num_elems, num_blocks, dst);
+        dequantize_kernel<T><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src),
+                                                                                   num_elems, num_blocks, dst);
         MOERIG_CUDA_CHECK(cudaGetLastError());
     }
 };

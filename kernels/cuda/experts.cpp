@@ -18,8 +18,8 @@ int64_t moe_ffn_scratch_elems(int64_t num_slots, int64_t ffn) {
 }
 
 void moe_ffn(const ExpertTensor& gate, const ExpertTensor& up, const ExpertTensor& down, ExpertActivation act,
-             const float* x, int64_t num_tokens, const int32_t* expert_ids, const float* weights, int64_t k,
-             float* out, bool accumulate, float* scratch, cudaStream_t stream) {
+             const float* x, int64_t num_tokens, const int32_t* expert_ids, const float* weights, int64_t k, float* out,
+             bool accumulate, float* scratch, cudaStream_t stream) {
     const int64_t hidden = gate.cols;
     const int64_t ffn = gate.rows;
     MOERIG_CHECK(up.rows == ffn && up.cols == hidden && down.rows == hidden && down.cols == ffn, ConfigError,
@@ -33,8 +33,7 @@ void moe_ffn(const ExpertTensor& gate, const ExpertTensor& up, const ExpertTenso
     float* y = u + num_slots * ffn;
     gemv_indexed(gate.type, gate.data, gate.matrix_bytes(), ffn, hidden, expert_ids, num_slots, x, hidden, k, g, ffn,
                  stream);
-    gemv_indexed(up.type, up.data, up.matrix_bytes(), ffn, hidden, expert_ids, num_slots, x, hidden, k, u, ffn,
-                 stream);
+    gemv_indexed(up.type, up.data, up.matrix_bytes(), ffn, hidden, expert_ids, num_slots, x, hidden, k, u, ffn, stream);
     if (act == ExpertActivation::kSwiglu) {
         swiglu(g, u, g, num_slots * ffn, stream);
     } else {

@@ -30,7 +30,7 @@ int64_t moe_ffn_scratch_elems(int64_t num_slots, int64_t ffn);
 /// e = expert_ids[t*k + j]; ids < 0 (experts on another card) contribute nothing. x: [num_tokens][hidden],
 /// out: [num_tokens][hidden], all device pointers. gpt-oss (kSwigluOai) uses alpha 1.702, limit 7.
 void moe_ffn(const ExpertTensor& gate, const ExpertTensor& up, const ExpertTensor& down, ExpertActivation act,
-             const float* x, int64_t num_tokens, const int32_t* expert_ids, const float* weights, int64_t k,
-             float* out, bool accumulate, float* scratch, cudaStream_t stream);
+             const float* x, int64_t num_tokens, const int32_t* expert_ids, const float* weights, int64_t k, float* out,
+             bool accumulate, float* scratch, cudaStream_t stream);
 
 }  // namespace moerig::kernels::cuda

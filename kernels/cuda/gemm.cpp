@@ -46,10 +46,9 @@ void gemm(cublasHandle_t handle, DType type, const void* w, int64_t num_rows, in
             a = scratch;
         }
         // Column-major view: Y^T[rows x tokens] (ld num_rows) = (A^T)^T[rows x cols] * X^T[cols x tokens].
-        check_cublas(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
-                                 static_cast<int>(num_tokens), static_cast<int>(num_cols), &alpha, a,
-                                 static_cast<int>(num_cols), x, static_cast<int>(num_cols), &beta, y + row0,
-                                 static_cast<int>(num_rows)),
+        check_cublas(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(num_tokens),
+                                 static_cast<int>(num_cols), &alpha, a, static_cast<int>(num_cols), x,
+                                 static_cast<int>(num_cols), &beta, y + row0, static_cast<int>(num_rows)),
                      "cublasSgemm");
     }
 }

@@ -1,19 +1,18 @@
 // Quantised GEMV for decode: a CTA owns kRows output rows, its warps split the row's blocks, and the lanes
 // of a warp decode consecutive parts of a block (coalesced words) against x held in registers, so one load
 // of x serves kRows rows. Float accumulation: memory-bound on every card we target, and exact enough.
-#include "kernels/cuda/gemv.h"
-
 #include <cstdio>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/gemv.h"
 #include "kernels/cuda/op_error.h"
 #include "kernels/cuda/quant_dev.cuh"
 
 namespace moerig::kernels::cuda {
 namespace {
 
-using moerig::DType;
 using dev::Quant;
+using moerig::DType;
 
 constexpr int kWarps = 4;
 constexpr int kRows = 4;
@@ -151,11 +150,8 @@ struct GemvLaunch {
         if (!Q::kBounded && p.num_cols % Q::kBlockElems != 0) {
             throw_bad_args(op, "num_cols must be a multiple of the type's block size");
         }
-        const int align = (T == DType::Q4_K || T == DType::Q5_K || T == DType::F32) ? 4
-                          : (T == DType::MXFP4)                                     ? 1
-                                                                                    : 2;
-        if (reinterpret_cast<uintptr_t>(p.w) % align != 0 || p.row_bytes % align != 0 ||
-            p.matrix_bytes % align != 0) {
+        const int align = (T == DType::Q4_K || T == DType::Q5_K || T == DType::F32) ? 4 : (T == DType::MXFP4) ? 1 : 2;
+        if (reinterpret_cast<uintptr_t>(p.w) % align != 0 || p.row_bytes % align != 0 || p.matrix_bytes % align != 0) {
             throw_bad_args(op, "weights are not aligned to the block type's word size");
         }
         if (Q::kRunLen > 1 &&
@@ -166,10 +162,18 @@ struct GemvLaunch {
         const dim3 grid(static_cast<unsigned>((p.num_rows + kRows - 1) / kRows), static_cast<unsigned>(num_slots));
         const dim3 block(kWarps * 32);
         switch (nv) {
-            case 1: gemv_kernel<T, 1><<<grid, block, 0, stream>>>(p); break;
-            case 2: gemv_kernel<T, 2><<<grid, block, 0, stream>>>(p); break;
-            case 4: gemv_kernel<T, 4><<<grid, block, 0, stream>>>(p); break;
-            default: gemv_kernel<T, 8><<<grid, block, 0, stream>>>(p); break;
+            case 1:
+                gemv_kernel<T, 1><<<grid, block, 0, stream>>>(p);
+                break;
+            case 2:
+                gemv_kernel<T, 2><<<grid, block, 0, stream>>>(p);
+                break;
+            case 4:
+                gemv_kernel<T, 4><<<grid, block, 0, stream>>>(p);
+                break;
+            default:
+                gemv_kernel<T, 8><<<grid, block, 0, stream>>>(p);
+                break;
         }
         MOERIG_CUDA_CHECK(cudaGetLastError());
     }
@@ -192,8 +196,10 @@ bool gemv_supported(DType type) {
         case DType::MXFP4:
         case DType::Q4_K:
         case DType::Q5_K:
-        case DType::Q6_K: return true;
-        default: return false;
+        case DType::Q6_K:
+            return true;
+        default:
+            return false;
     }
 }
 

@@ -12,7 +12,7 @@ namespace moerig::kernels::cuda {
 }  // namespace moerig::kernels::cuda
 
 /// Checks an op's precondition from a .cu launcher: throws ConfigError naming the op and the condition.
-#define MOERIG_OP_REQUIRE(cond, op)                                                            \
-    do {                                                                                       \
-        if (!(cond)) ::moerig::kernels::cuda::throw_bad_args(op, "requires " #cond);           \
+#define MOERIG_OP_REQUIRE(cond, op)                                                  \
+    do {                                                                             \
+        if (!(cond)) ::moerig::kernels::cuda::throw_bad_args(op, "requires " #cond); \
     } while (0)

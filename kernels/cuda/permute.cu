@@ -37,7 +37,8 @@ __global__ void scatter_add_kernel(const float* src, int64_t src_stride, const i
     const int32_t r = row_ids[i];
     if (r < 0) return;
     const float w = weights != nullptr ? weights[i] : 1.0f;
-    for (int64_t c = threadIdx.x; c < dim; c += kThreads) atomicAdd(dst + r * dst_stride + c, w * src[i * src_stride + c]);
+    for (int64_t c = threadIdx.x; c < dim; c += kThreads)
+        atomicAdd(dst + r * dst_stride + c, w * src[i * src_stride + c]);
 }
 
 }  // namespace
@@ -47,7 +48,7 @@ void gather_rows(const float* src, int64_t src_stride, const int32_t* row_ids, i
     MOERIG_OP_REQUIRE(num_rows <= kMaxGrid && dim >= 0, "cuda::gather_rows");
     if (num_rows <= 0 || dim == 0) return;
     gather_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(src, src_stride, row_ids, dim, dst,
-                                                                           dst_stride);
+                                                                            dst_stride);
     MOERIG_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -57,7 +58,7 @@ void combine_rows(const float* src, int64_t src_stride, const int32_t* slot_ids,
     MOERIG_OP_REQUIRE(num_tokens <= kMaxGrid && k >= 0 && dim >= 0, "cuda::combine_rows");
     if (num_tokens <= 0 || dim == 0) return;
     combine_kernel<<<static_cast<unsigned>(num_tokens), kThreads, 0, stream>>>(src, src_stride, slot_ids, weights, k,
-                                                                              dim, dst, dst_stride, accumulate);
+                                                                               dim, dst, dst_stride, accumulate);
     MOERIG_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -65,8 +66,8 @@ void scatter_add_rows(const float* src, int64_t src_stride, const int32_t* row_i
                       int64_t num_rows, int64_t dim, float* dst, int64_t dst_stride, cudaStream_t stream) {
     MOERIG_OP_REQUIRE(num_rows <= kMaxGrid && dim >= 0, "cuda::scatter_add_rows");
     if (num_rows <= 0 || dim == 0) return;
-    scatter_add_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(src, src_stride, row_ids, weights,
-                                                                                dim, dst, dst_stride);
+    scatter_add_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(src, src_stride, row_ids, weights, dim,
+                                                                                 dst, dst_stride);
     MOERIG_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -107,7 +107,7 @@ struct Quant<moerig::DType::Q8_0> {
         const uint32_t lo = load_u16(b + 2 + 4 * part);
         const uint32_t hi = load_u16(b + 4 + 4 * part);
         const uint32_t q = lo | (hi << 16);
-MOERIG_UNROLL
+        MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) v[t] = static_cast<float>(static_cast<int8_t>((q >> (8 * t)) & 0xFF)) * d;
     }
 };
@@ -161,7 +161,7 @@ struct Quant<moerig::DType::Q4_K> {
         scale_min_k4(2 * il, scales, sc0, m0);
         scale_min_k4(2 * il + 1, scales, sc1, m1);
         const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
-MOERIG_UNROLL
+        MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             v[t] = d0 * static_cast<float>((q >> (8 * t)) & 0xF) - mm0;
             v[4 + t] = d1 * static_cast<float>((q >> (8 * t + 4)) & 0xF) - mm1;
@@ -187,7 +187,7 @@ struct Quant<moerig::DType::Q5_K> {
         scale_min_k4(2 * il, scales, sc0, m0);
         scale_min_k4(2 * il + 1, scales, sc1, m1);
         const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
-MOERIG_UNROLL
+        MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             const uint32_t hb = h >> (8 * t);
             const uint32_t lo = ((q >> (8 * t)) & 0xF) + (((hb >> (2 * il)) & 1u) << 4);
@@ -221,7 +221,7 @@ struct Quant<moerig::DType::Q6_K> {
         const float d = half_bits_to_float(load_u16(b + 208));
         const float d_lo = d * static_cast<float>(sc[8 * h + 2 * row_lo + li / 16]);
         const float d_hi = d * static_cast<float>(sc[8 * h + 2 * row_hi + li / 16]);
-MOERIG_UNROLL
+        MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             const uint32_t hb = qh >> (8 * t);
             const int q_lo = static_cast<int>(((ql >> (8 * t)) & 0xF) | (((hb >> (2 * row_lo)) & 3u) << 4)) - 32;
@@ -237,16 +237,35 @@ template <typename F>
 inline bool dispatch_type(moerig::DType type, F&& f) {
     using moerig::DType;
     switch (type) {
-        case DType::F32: f.template operator()<DType::F32>(); return true;
-        case DType::F16: f.template operator()<DType::F16>(); return true;
-        case DType::BF16: f.template operator()<DType::BF16>(); return true;
-        case DType::Q8_0: f.template operator()<DType::Q8_0>(); return true;
-        case DType::Q4_0: f.template operator()<DType::Q4_0>(); return true;
-        case DType::MXFP4: f.template operator()<DType::MXFP4>(); return true;
-        case DType::Q4_K: f.template operator()<DType::Q4_K>(); return true;
-        case DType::Q5_K: f.template operator()<DType::Q5_K>(); return true;
-        case DType::Q6_K: f.template operator()<DType::Q6_K>(); return true;
-        default: return false;
+        case DType::F32:
+            f.template operator()<DType::F32>();
+            return true;
+        case DType::F16:
+            f.template operator()<DType::F16>();
+            return true;
+        case DType::BF16:
+            f.template operator()<DType::BF16>();
+            return true;
+        case DType::Q8_0:
+            f.template operator()<DType::Q8_0>();
+            return true;
+        case DType::Q4_0:
+            f.template operator()<DType::Q4_0>();
+            return true;
+        case DType::MXFP4:
+            f.template operator()<DType::MXFP4>();
+            return true;
+        case DType::Q4_K:
+            f.template operator()<DType::Q4_K>();
+            return true;
+        case DType::Q5_K:
+            f.template operator()<DType::Q5_K>();
+            return true;
+        case DType::Q6_K:
+            f.template operator()<DType::Q6_K>();
+            return true;
+        default:
+            return false;
     }
 }
 

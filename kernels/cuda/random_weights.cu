@@ -46,8 +46,8 @@ __global__ void random_floats_kernel(uint8_t* dst, int64_t num_elems, int elem_b
 }
 
 /// Rewrites the scale fields of each block: offsets of up to two fp16 scales, or the E8M0 byte of MXFP4.
-__global__ void fix_scales_kernel(uint8_t* dst, int64_t num_blocks, int block_bytes, int off_a, int off_b,
-                                  bool e8m0, uint64_t seed) {
+__global__ void fix_scales_kernel(uint8_t* dst, int64_t num_blocks, int block_bytes, int off_a, int off_b, bool e8m0,
+                                  uint64_t seed) {
     for (int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; b < num_blocks;
          b += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         uint8_t* blk = dst + b * block_bytes;
@@ -89,12 +89,24 @@ void fill_random_weights(DType type, void* dst, int64_t num_elems, uint64_t seed
     int block_elems = 0, block_bytes = 0, off_a = 0, off_b = -1;
     bool e8m0 = false;
     switch (type) {
-        case DType::Q8_0: block_elems = 32, block_bytes = 34; break;
-        case DType::Q4_0: block_elems = 32, block_bytes = 18; break;
-        case DType::MXFP4: block_elems = 32, block_bytes = 17, e8m0 = true; break;
-        case DType::Q4_K: block_elems = 256, block_bytes = 144, off_b = 2; break;
-        case DType::Q5_K: block_elems = 256, block_bytes = 176, off_b = 2; break;
-        default: block_elems = 256, block_bytes = 210, off_a = 208; break;  // Q6_K
+        case DType::Q8_0:
+            block_elems = 32, block_bytes = 34;
+            break;
+        case DType::Q4_0:
+            block_elems = 32, block_bytes = 18;
+            break;
+        case DType::MXFP4:
+            block_elems = 32, block_bytes = 17, e8m0 = true;
+            break;
+        case DType::Q4_K:
+            block_elems = 256, block_bytes = 144, off_b = 2;
+            break;
+        case DType::Q5_K:
+            block_elems = 256, block_bytes = 176, off_b = 2;
+            break;
+        default:
+            block_elems = 256, block_bytes = 210, off_a = 208;
+            break;  // Q6_K
     }
     MOERIG_OP_REQUIRE(num_elems % block_elems == 0, kOp);
     MOERIG_OP_REQUIRE(reinterpret_cast<uintptr_t>(dst) % 4 == 0, kOp);
@@ -107,7 +119,7 @@ void fill_random_weights(DType type, void* dst, int64_t num_elems, uint64_t seed
         MOERIG_CUDA_CHECK(cudaMemsetAsync(bytes + num_words * 4, 0, total_bytes - num_words * 4, stream));
     }
     fix_scales_kernel<<<grid_for(num_blocks), 256, 0, stream>>>(bytes, num_blocks, block_bytes, off_a, off_b, e8m0,
-                                                               seed);
+                                                                seed);
     MOERIG_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -163,8 +163,7 @@ void route(const RouterParams& p, const float* logits, int64_t num_tokens, int32
            cudaStream_t stream) {
     constexpr const char* kOp = "cuda::route";
     MOERIG_OP_REQUIRE(p.num_experts > 0 && p.num_experts <= kRouterMaxExperts, kOp);
-    MOERIG_OP_REQUIRE(p.num_experts_used > 0 && p.num_experts_used <= 32 && p.num_experts_used <= p.num_experts,
-                      kOp);
+    MOERIG_OP_REQUIRE(p.num_experts_used > 0 && p.num_experts_used <= 32 && p.num_experts_used <= p.num_experts, kOp);
     MOERIG_OP_REQUIRE(p.num_groups >= 1 && p.num_groups <= 32 && p.num_experts % p.num_groups == 0, kOp);
     MOERIG_OP_REQUIRE(p.num_groups_used >= 1 && p.num_groups_used <= p.num_groups, kOp);
     if (num_tokens <= 0) return;

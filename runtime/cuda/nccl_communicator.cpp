@@ -5,11 +5,11 @@
 #include "kernels/cuda/check.h"
 #include "kernels/error.h"
 
-#define MOERIG_NCCL_CHECK(call)                                                                              \
-    do {                                                                                                     \
-        const ncclResult_t res_ = (call);                                                                    \
+#define MOERIG_NCCL_CHECK(call)                                                                                    \
+    do {                                                                                                           \
+        const ncclResult_t res_ = (call);                                                                          \
         MOERIG_CHECK(res_ == ncclSuccess, ::moerig::NcclError, "NCCL error {} ({}) in {}", static_cast<int>(res_), \
-                     ncclGetErrorString(res_), #call);                                                       \
+                     ncclGetErrorString(res_), #call);                                                             \
     } while (0)
 
 namespace moerig::runtime::cuda {
@@ -65,8 +65,8 @@ NcclCommunicator::~NcclCommunicator() {
 }
 
 void NcclCommunicator::check_peer(int peer, const char* what) const {
-    MOERIG_CHECK(peer >= 0 && peer < size_, ConfigError, "NCCL rank {}: {} to peer {} but the communicator has {} ranks",
-                 rank_, what, peer, size_);
+    MOERIG_CHECK(peer >= 0 && peer < size_, ConfigError,
+                 "NCCL rank {}: {} to peer {} but the communicator has {} ranks", rank_, what, peer, size_);
 }
 
 void NcclCommunicator::group_start() {

@@ -81,8 +81,8 @@ struct LlamaCppReference {
 
         auto slice = [&](const nlohmann::json& offset, int64_t count) {
             const auto off = offset.get<size_t>();
-            MOERIG_CHECK(off + static_cast<size_t>(count) <= r.logits.size(), FormatError, "{}: logits offset {} + {} past {}",
-                         json_path.string(), off, count, r.logits.size());
+            MOERIG_CHECK(off + static_cast<size_t>(count) <= r.logits.size(), FormatError,
+                         "{}: logits offset {} + {} past {}", json_path.string(), off, count, r.logits.size());
             return std::span<const float>(r.logits.data() + off, static_cast<size_t>(count));
         };
         for (const auto& p : j.at("prompts")) {

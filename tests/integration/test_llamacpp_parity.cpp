@@ -77,9 +77,9 @@ TEST(LlamaCppFixtures, EveryArchitectureAndWeightKindHasAReference) {
     const auto files = testing::reference_files(kModelDir);
     std::vector<std::string> names;
     for (const auto& f : files) names.push_back(f.stem().string());
-    for (const char* want : {"mixtral-f32", "qwen2moe-f32", "qwen3moe-f32", "olmoe-f32", "deepseek2-v3-f32",
-                             "deepseek2-lite-f32", "gpt-oss-mxfp4", "qwen3moe-f16", "olmoe-bf16", "mixtral-q8_0",
-                             "qwen3moe-q4_k_m", "deepseek2-v3-q6_k"}) {
+    for (const char* want :
+         {"mixtral-f32", "qwen2moe-f32", "qwen3moe-f32", "olmoe-f32", "deepseek2-v3-f32", "deepseek2-lite-f32",
+          "gpt-oss-mxfp4", "qwen3moe-f16", "olmoe-bf16", "mixtral-q8_0", "qwen3moe-q4_k_m", "deepseek2-v3-q6_k"}) {
         EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want << " missing in " << kModelDir;
     }
 }
@@ -116,8 +116,8 @@ TEST_P(LlamaCppParity, GreedyContinuationIsTokenForTokenLlamaCpp) {
         const auto& p = ref().prompts[i];
         s.reset();
         const auto got = greedy_decode(s, p.tokens, p.greedy.size());
-        EXPECT_EQ(got, p.greedy) << "prompt " << i << " (llama.cpp's smallest top-1/top-2 gap "
-                                 << p.greedy_min_margin << ")";
+        EXPECT_EQ(got, p.greedy) << "prompt " << i << " (llama.cpp's smallest top-1/top-2 gap " << p.greedy_min_margin
+                                 << ")";
     }
 }
 
@@ -150,8 +150,7 @@ TEST_P(LlamaCppParity, TeacherForcedTopOneAgreesAtEveryStepBound) {
     const double rate = double(agree) / double(n);
     EXPECT_GE(rate, ref().teacher_top1_min) << agree << " of " << n << " positions";
     if (!p.teacher_logits.empty()) {
-        EXPECT_LE(testing::nmse(logits, p.teacher_logits), ref().last_logits_nmse_max)
-            << "all " << n << " positions";
+        EXPECT_LE(testing::nmse(logits, p.teacher_logits), ref().last_logits_nmse_max) << "all " << n << " positions";
     }
 }
 
@@ -165,7 +164,8 @@ TEST_P(LlamaCppParity, PerplexityMatchesLlamaCppPerplexityTool) {
 
 std::string fixture_name(const ::testing::TestParamInfo<fs::path>& info) {
     std::string s = info.param.stem().string();
-    std::replace_if(s.begin(), s.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
+    std::replace_if(
+        s.begin(), s.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
     return s;
 }
 

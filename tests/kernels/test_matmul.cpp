@@ -190,8 +190,7 @@ TEST(Matmul, RejectsColumnsThatAreNotWholeBlocksAndUnsupportedTypes) {
     ThreadPool pool(1);
     std::vector<uint8_t> buf(4096);
     std::vector<float> x(512), y(16);
-    EXPECT_THROW(matmul(WeightView::dense(DType::Q8_0, 2, 48, buf.data()), x.data(), 1, y.data(), pool),
-                 ConfigError);
+    EXPECT_THROW(matmul(WeightView{DType::Q8_0, 2, 48, buf.data(), 51}, x.data(), 1, y.data(), pool), ConfigError);
     EXPECT_THROW(matmul(WeightView{DType::IQ2_XXS, 1, 256, buf.data(), 66}, x.data(), 1, y.data(), pool),
                  UnsupportedError);
     EXPECT_THROW(matmul(WeightView{DType::Q4_K, 2, 256, buf.data(), 100}, x.data(), 1, y.data(), pool), ConfigError);

@@ -28,22 +28,37 @@ const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, D
 // (step^2 / 12) by ~4; 256-wide Q8_K pays for its outliers with a coarser step than 32-wide Q8_0.
 double round_trip_bound(DType t) {
     switch (t) {
-        case DType::F32: return 0.0;
-        case DType::F16: return 7e-8;
-        case DType::BF16: return 4e-6;
-        case DType::Q8_0: return 1e-4;
-        case DType::Q8_K: return 5e-4;
-        case DType::Q6_K: return 8e-4;
+        case DType::F32:
+            return 0.0;
+        case DType::F16:
+            return 7e-8;
+        case DType::BF16:
+            return 4e-6;
+        case DType::Q8_0:
+            return 1e-4;
+        case DType::Q8_K:
+            return 5e-4;
+        case DType::Q6_K:
+            return 8e-4;
         case DType::Q5_1:
-        case DType::Q5_K: return 3e-3;
-        case DType::Q5_0: return 6e-3;
-        case DType::Q4_K: return 1.1e-2;
-        case DType::Q4_1: return 1.2e-2;
-        case DType::Q4_0: return 2.5e-2;
-        case DType::MXFP4: return 3.2e-2;
-        case DType::Q3_K: return 4.7e-2;
-        case DType::Q2_K: return 1.6e-1;
-        default: return 0.0;
+        case DType::Q5_K:
+            return 3e-3;
+        case DType::Q5_0:
+            return 6e-3;
+        case DType::Q4_K:
+            return 1.1e-2;
+        case DType::Q4_1:
+            return 1.2e-2;
+        case DType::Q4_0:
+            return 2.5e-2;
+        case DType::MXFP4:
+            return 3.2e-2;
+        case DType::Q3_K:
+            return 4.7e-2;
+        case DType::Q2_K:
+            return 1.6e-1;
+        default:
+            return 0.0;
     }
 }
 
@@ -112,8 +127,8 @@ TEST(QuantBlocks, Q5_0TakesFifthBitsFromQhInElementOrder) {
     std::memcpy(b.qh, &qh, 4);
     float y[32];
     dequantize_row(DType::Q5_0, &b, y, 32);
-    EXPECT_EQ(y[0], 0.0f);     // 16 - 16
-    EXPECT_EQ(y[1], -16.0f);   // 0 - 16
+    EXPECT_EQ(y[0], 0.0f);    // 16 - 16
+    EXPECT_EQ(y[1], -16.0f);  // 0 - 16
     EXPECT_EQ(y[31], 0.0f);
     EXPECT_EQ(y[16], -16.0f);
 }
@@ -140,8 +155,8 @@ TEST(QuantBlocks, Q6_KCombinesLowAndHighBitsWithSignedScales) {
     BlockQ6_K b{};
     b.d = fp32_to_fp16(0.25f);
     for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<int8_t>(j - 8);
-    b.ql[0] = 0xF5;   // element 0 low bits 5, element 64 low bits 15
-    b.qh[0] = 0x31;   // element 0 high bits 1, element 32 high bits 0, element 64 high bits 3
+    b.ql[0] = 0xF5;  // element 0 low bits 5, element 64 low bits 15
+    b.qh[0] = 0x31;  // element 0 high bits 1, element 32 high bits 0, element 64 high bits 3
     std::vector<float> y(256);
     dequantize_row(DType::Q6_K, &b, y.data(), 256);
     EXPECT_EQ(y[0], 0.25f * (0 - 8) * ((5 | (1 << 4)) - 32));

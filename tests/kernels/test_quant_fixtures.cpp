@@ -2,11 +2,10 @@
 // quantising the same input must give ggml's bytes (fixtures from tools/make_quant_fixtures.py).
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

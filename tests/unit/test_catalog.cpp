@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <set>
 
 #include "kernels/error.h"
@@ -91,13 +93,19 @@ TEST(Catalog, ModelYamlBadEnumNamesLineAndValue) {
 }
 
 TEST(Catalog, ConfigDirFollowsEnvironment) {
-    const std::string saved = config_dir().string();
+    const char* env = std::getenv("MOERIG_CONFIG_DIR");
+    const std::optional<std::string> saved_env = env ? std::optional<std::string>(env) : std::nullopt;
+    ::unsetenv("MOERIG_CONFIG_DIR");
+    EXPECT_EQ(config_dir(), std::filesystem::path(MOERIG_SOURCE_DIR) / "configs");
     ::setenv("MOERIG_CONFIG_DIR", "/nonexistent/moerig-configs", 1);
     EXPECT_EQ(config_dir(), std::filesystem::path("/nonexistent/moerig-configs"));
     const std::string msg = error_of([] { load_catalog_model("mixtral-8x7b"); });
     EXPECT_NE(msg.find("/nonexistent/moerig-configs/models"), std::string::npos) << msg;
-    ::unsetenv("MOERIG_CONFIG_DIR");
-    EXPECT_EQ(config_dir().string(), saved);
+    if (saved_env) {
+        ::setenv("MOERIG_CONFIG_DIR", saved_env->c_str(), 1);
+    } else {
+        ::unsetenv("MOERIG_CONFIG_DIR");
+    }
 }
 
 TEST(Cards, CatalogHasUsableMemoryAndRatesForEveryCard) {

@@ -17,8 +17,12 @@ namespace {
 
 // Rank p sends count(p, q) ints to rank q; zero when q == p + 1 (mod n), so every rank has an empty
 // send and an empty receive. Values encode (sender, receiver, position) so misplacement is visible.
-size_t count(int p, int q, int n) { return q == (p + 1) % n ? 0 : static_cast<size_t>(1 + p * 3 + q); }
-int value(int p, int q, size_t i) { return p * 1000000 + q * 1000 + static_cast<int>(i); }
+size_t count(int p, int q, int n) {
+    return q == (p + 1) % n ? 0 : static_cast<size_t>(1 + p * 3 + q);
+}
+int value(int p, int q, size_t i) {
+    return p * 1000000 + q * 1000 + static_cast<int>(i);
+}
 
 void all_to_all_round(Communicator& comm) {
     const int n = comm.size(), me = comm.rank();

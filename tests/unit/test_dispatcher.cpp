@@ -71,24 +71,26 @@ std::vector<float> expected_output(const Batch& b, int top_k) {
 }
 
 struct RunResult {
-    std::vector<std::vector<float>> out;       // [rank]
-    std::vector<std::vector<size_t>> recv;     // [rank][src] rows received
-    std::vector<std::vector<size_t>> sent;     // [rank][dst] rows sent
-    std::vector<ScaleExperts> experts;         // [rank]
+    std::vector<std::vector<float>> out;    // [rank]
+    std::vector<std::vector<size_t>> recv;  // [rank][src] rows received
+    std::vector<std::vector<size_t>> sent;  // [rank][dst] rows sent
+    std::vector<ScaleExperts> experts;      // [rank]
 };
 
 RunResult run_dispatch(int num_ranks, const std::vector<Batch>& batches, const ExpertPlacement& placement, int top_k,
                        bool quantize = false) {
     auto comms = make_local_communicators(num_ranks);
     std::vector<std::unique_ptr<CpuDevice>> cards;
-    for (int r = 0; r < num_ranks; ++r) cards.push_back(std::make_unique<CpuDevice>("card" + std::to_string(r), kBudget, r));
+    for (int r = 0; r < num_ranks; ++r)
+        cards.push_back(std::make_unique<CpuDevice>("card" + std::to_string(r), kBudget, r));
     RunResult res;
     res.out.resize(num_ranks);
     res.recv.resize(num_ranks);
     res.sent.resize(num_ranks);
     res.experts.resize(num_ranks);
     run_on_ranks(comms, [&](int r) {
-        Dispatcher d(*comms[r], *cards[r], DispatchConfig{.hidden_dim = kDim, .top_k = top_k, .quantize_8bit = quantize});
+        Dispatcher d(*comms[r], *cards[r],
+                     DispatchConfig{.hidden_dim = kDim, .top_k = top_k, .quantize_8bit = quantize});
         DispatchHandle h;
         const Batch& b = batches[r];
         res.out[r].assign(b.num_tokens * kDim, -1.f);

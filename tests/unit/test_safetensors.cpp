@@ -22,11 +22,11 @@ namespace {
 
 // A safetensors image: 8-byte header length, the header text, then data.
 std::vector<uint8_t> image(const std::string& header, const std::vector<uint8_t>& data) {
-    std::vector<uint8_t> out(8);
     const uint64_t n = header.size();
+    std::vector<uint8_t> out(8 + header.size() + data.size());
     std::memcpy(out.data(), &n, 8);
-    out.insert(out.end(), header.begin(), header.end());
-    out.insert(out.end(), data.begin(), data.end());
+    if (!header.empty()) std::memcpy(out.data() + 8, header.data(), header.size());
+    if (!data.empty()) std::memcpy(out.data() + 8 + header.size(), data.data(), data.size());
     return out;
 }
 

@@ -212,3 +212,13 @@ TEST(Utf8Stream, InvalidBytesBecomeReplacementCharacters) {
 }
 
 }  // namespace
+
+TEST_F(SpmVocab, SpecialIdsOfAnyIntegerTypeAreReadAndOutOfRangeOnesIgnored) {
+    GgufBuilder b = builder();
+    b.kv_i32("tokenizer.ggml.bos_token_id", user).kv_i32("tokenizer.ggml.eos_token_id", -1);
+    b.kv_u64("tokenizer.ggml.unknown_token_id", uint64_t{1} << 40);
+    const Tokenizer t = tokenizer_of(b);
+    EXPECT_EQ(t.bos_id(), user);
+    EXPECT_EQ(t.eos_id(), eos);  // -1 is out of range: the default stays
+    EXPECT_EQ(t.unk_id(), unk);
+}

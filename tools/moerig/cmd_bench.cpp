@@ -87,11 +87,16 @@ int run_bench(const BenchArgs& a) {
     const double decode_tps = tg.empty() ? 0.0 : median(tg);
     const int threads = model->pool().num_threads();
     if (a.json) {
-        nlohmann::json j = {{"model", a.model},          {"arch", hp.arch_name},
-                            {"threads", threads},        {"prompt_tokens", a.prompt_tokens},
-                            {"decode_tokens", a.decode_tokens}, {"reps", a.reps},
-                            {"load_seconds", load_seconds}, {"prompt_tps", prompt_tps},
-                            {"decode_tps", decode_tps},  {"prompt_tps_runs", pp},
+        nlohmann::json j = {{"model", a.model},
+                            {"arch", hp.arch_name},
+                            {"threads", threads},
+                            {"prompt_tokens", a.prompt_tokens},
+                            {"decode_tokens", a.decode_tokens},
+                            {"reps", a.reps},
+                            {"load_seconds", load_seconds},
+                            {"prompt_tps", prompt_tps},
+                            {"decode_tps", decode_tps},
+                            {"prompt_tps_runs", pp},
                             {"decode_tps_runs", tg}};
         std::printf("%s\n", j.dump(1).c_str());
     } else {
@@ -109,8 +114,7 @@ const Registrar kBench(
     [](CLI::App& sub) -> std::function<int()> {
         auto a = std::make_shared<BenchArgs>();
         sub.add_option("-m,--model", a->model, "GGUF model file")->required()->check(CLI::ExistingFile);
-        sub.add_option("-p,--prompt", a->prompt_tokens, "prompt tokens evaluated as one batch")
-            ->capture_default_str();
+        sub.add_option("-p,--prompt", a->prompt_tokens, "prompt tokens evaluated as one batch")->capture_default_str();
         sub.add_option("-n,--decode", a->decode_tokens, "tokens decoded one at a time after the prompt")
             ->capture_default_str();
         sub.add_option("-t,--threads", a->threads, "CPU threads (0 = all cores)")->capture_default_str();

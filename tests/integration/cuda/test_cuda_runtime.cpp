@@ -130,7 +130,8 @@ TEST(NcclCommunicator, AllToAllVAcrossAllLocalGpusDeliversEveryBlock) {
             size_t off = 0;
             for (int q = 0; q < n; ++q) {
                 const auto want = pattern(recv_bytes[q], q * 100 + p);
-                if (!std::equal(want.begin(), want.end(), got.begin() + static_cast<std::ptrdiff_t>(off))) ++failures[p];
+                if (!std::equal(want.begin(), want.end(), got.begin() + static_cast<std::ptrdiff_t>(off)))
+                    ++failures[p];
                 off += recv_bytes[q];
             }
             comms[p]->barrier();

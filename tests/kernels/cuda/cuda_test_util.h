@@ -15,8 +15,8 @@
 namespace moerig::kernels::cuda::test {
 
 /// Skips the current test when the machine has no usable CUDA device.
-#define MOERIG_REQUIRE_GPU()                                                                     \
-    do {                                                                                         \
+#define MOERIG_REQUIRE_GPU()                                                                    \
+    do {                                                                                        \
         if (::moerig::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine"; \
     } while (0)
 

@@ -70,9 +70,8 @@ TEST(CudaOps, RopeMatchesCpuInAllModes) {
     yarn.ext_factor = 1.0f;
     yarn.attn_factor = 1.0f;
     yarn.n_ctx_orig = 4096;
-    const RopeCase cases[] = {{"normal", normal, 128, false},
-                              {"neox_partial", neox_partial, 96, true},
-                              {"yarn", yarn, 64, false}};
+    const RopeCase cases[] = {
+        {"normal", normal, 128, false}, {"neox_partial", neox_partial, 96, true}, {"yarn", yarn, 64, false}};
     const int64_t num_tokens = 5, num_heads = 3;
     const std::vector<int32_t> positions = {0, 1, 17, 300, 4095};
     for (const auto& c : cases) {
@@ -128,8 +127,7 @@ TEST(CudaOps, GatherCombineAndScatterAddRoundTripRows) {
     for (size_t s = 0; s < slot_of.size(); ++s) {
         ASSERT_EQ(0, std::memcmp(packed.data() + s * dim, x.data() + row_of_slot[s] * dim, dim * sizeof(float)));
     }
-    combine_rows(d_packed.get(), dim, d_slot_of.get(), d_w.get(), num_tokens, k, dim, d_out.get(), dim, false,
-                 nullptr);
+    combine_rows(d_packed.get(), dim, d_slot_of.get(), d_w.get(), num_tokens, k, dim, d_out.get(), dim, false, nullptr);
     std::vector<float> ref(x.size(), 0.0f);
     for (int64_t t = 0; t < num_tokens; ++t)
         for (int64_t j = 0; j < k; ++j)

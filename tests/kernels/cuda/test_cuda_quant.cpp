@@ -19,7 +19,7 @@
 namespace moerig::kernels::cuda::test {
 namespace {
 
-constexpr DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0,
+constexpr DType kTypes[] = {DType::F32,   DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0,
                             DType::MXFP4, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 /// Random weights quantised with the CPU reference quantiser: [num_matrices][rows][cols] bytes.
@@ -66,8 +66,11 @@ TEST_P(CudaQuantTest, DequantizeMatchesCpuDequantizeRow) {
 
 TEST_P(CudaQuantTest, GemvMatchesMatmulRefOverOddShapesAndBatches) {
     const DType type = GetParam();
-    for (auto [rows, cols, num_vecs] : {std::tuple<int64_t, int64_t, int64_t>{1, 256, 1}, {37, 512, 1},
-                                        {130, 1024, 3}, {67, 768, 8}, {5, 2304, 13}}) {
+    for (auto [rows, cols, num_vecs] : {std::tuple<int64_t, int64_t, int64_t>{1, 256, 1},
+                                        {37, 512, 1},
+                                        {130, 1024, 3},
+                                        {67, 768, 8},
+                                        {5, 2304, 13}}) {
         const auto bytes = make_weights(type, 1, rows, cols, static_cast<uint32_t>(rows * 7 + cols));
         const auto x = random_floats(static_cast<size_t>(num_vecs * cols), 5);
         std::vector<float> ref(static_cast<size_t>(num_vecs * rows));
@@ -114,8 +117,8 @@ TEST_P(CudaQuantTest, GemvIndexedUsesEachSlotsExpertAndZeroesAbsentOnes) {
     DeviceArray<int32_t> d_ids(ids);
     DeviceArray<float> d_y(ref.size());
     MOERIG_CUDA_CHECK(cudaMemset(d_y.get(), 0xFF, ref.size() * sizeof(float)));  // NaN: absent slots must be written
-    gemv_indexed(type, d_w->get(), matrix_bytes, rows, cols, d_ids.get(), num_tokens * k, d_x.get(), cols, k,
-                 d_y.get(), rows, nullptr);
+    gemv_indexed(type, d_w->get(), matrix_bytes, rows, cols, d_ids.get(), num_tokens * k, d_x.get(), cols, k, d_y.get(),
+                 rows, nullptr);
     EXPECT_LT(nmse(ref, d_y.download()), 1e-9);
 }
 
