@@ -29,6 +29,7 @@
 #include "kernels/dtype.h"
 #include "kernels/error.h"
 #include "kernels/matmul.h"
+#include "runtime/cuda/cuda_graph.h"
 
 namespace {
 
@@ -283,14 +284,10 @@ int run(int argc, char** argv) {
     }
 
     const double eager_ms = time_ms(s, iters, [&] { decode_step(model, st, s); });
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    MOERIG_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    decode_step(model, st, s);
-    MOERIG_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-    MOERIG_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    MOERIG_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    const double graph_ms = time_ms(s, iters, [&] { MOERIG_CUDA_CHECK(cudaGraphLaunch(exec, s)); });
+    moerig::runtime::cuda::CudaGraphStep graph;
+    graph.capture(s, [&] { decode_step(model, st, s); });
+    graph.launch(s);
+    const double graph_ms = time_ms(s, iters, [&] { graph.launch(s); });
 
     // One expert's gate GEMV alone (rotating over layers so the 50 MB L2 never holds the matrix).
     const double gemv_ms = time_ms(s, iters * 4, [&] {
@@ -312,8 +309,7 @@ int run(int argc, char** argv) {
         "graph_ms={:.3f} layers={} target=0.6 {}\n",
         step_gbs, d2d, step_gbs / d2d, gemv_gbs / d2d, eager_ms, graph_ms, num_layers,
         step_gbs / d2d >= 0.6 ? "MET" : "MISSED");
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
+    graph.reset();
     cudaStreamDestroy(s);
     return 0;
 }

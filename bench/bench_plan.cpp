@@ -23,7 +23,8 @@ namespace {
 RigSpec mixed_rig(uint32_t num_cards, uint64_t host_ram) {
     static const CardCatalog catalog = CardCatalog::load_default();
     static const char* kinds[] = {"RTX 3060 12GB", "Tesla P40", "P104-100", "CMP 90HX", "RTX 3070", "P106-100"};
-    static const CardLink links[] = {{3, 4, false}, {3, 16, false}, {1, 1, false}, {1, 4, false}, {3, 4, false}, {1, 1, false}};
+    static const CardLink links[] = {{3, 4, false}, {3, 16, false}, {1, 1, false},
+                                     {1, 4, false}, {3, 4, false},  {1, 1, false}};
     RigSpec rig;
     rig.name = fmt::format("mixed-{}", num_cards);
     rig.hosts.push_back(HostSpec{"host0", host_ram, 38.4e9, {}});
@@ -105,8 +106,9 @@ Layout eplb_greedy(const PlanProblem& problem, const Layout& ours, uint32_t num_
         for (const Item& item : items) {
             uint32_t pick = n;
             for (uint32_t c = 0; c < n; ++c) {
-                const bool holds = std::any_of(layout.experts[l][item.expert].begin(), layout.experts[l][item.expert].end(),
-                                               [c](const ExpertCopy& x) { return x.card_idx == int32_t(c); });
+                const bool holds =
+                    std::any_of(layout.experts[l][item.expert].begin(), layout.experts[l][item.expert].end(),
+                                [c](const ExpertCopy& x) { return x.card_idx == int32_t(c); });
                 if (count[c] >= per_card || holds) continue;
                 if (pick == n || load[c] < load[pick]) pick = c;
             }
@@ -151,7 +153,8 @@ void bench_solve_time(const ModelAccount& deepseek) {
 }
 
 void bench_balance(const ModelAccount& deepseek) {
-    std::printf("\n== expert balance on a held-out skewed trace: DeepSeek-V3 Q4_K_M, 64 mixed cards, expert parallel\n");
+    std::printf(
+        "\n== expert balance on a held-out skewed trace: DeepSeek-V3 Q4_K_M, 64 mixed cards, expert parallel\n");
     SyntheticTraceSpec spec;
     spec.model = deepseek.spec.name;
     spec.num_layers = deepseek.spec.num_layers;
@@ -164,8 +167,10 @@ void bench_balance(const ModelAccount& deepseek) {
     spec.sample_seed = 1;
     const RoutingTrace plan_trace = synthetic_trace(spec);
     spec.sample_seed = 2;
-    spec.drift = 0.1;
     const RoutingTrace held_out = synthetic_trace(spec);
+    spec.sample_seed = 3;
+    spec.drift = 0.05;
+    const RoutingTrace drifted = synthetic_trace(spec);
 
     const RigSpec rig = mixed_rig(64, 256ull << 30);
     PlanOptions options;
@@ -195,6 +200,9 @@ void bench_balance(const ModelAccount& deepseek) {
     const double ours_b = expert_balance(ours.problem, ours.chosen.layout, held);
     const double eplb_b = expert_balance(eplb_problem, eplb, held);
     const double split_b = expert_balance(ours.problem, split, held);
+    const auto drift = expert_probs_from_trace(drifted, ours.problem, false);
+    std::printf("held-out sample with 5%% of popularity ranks re-drawn: ours %.3f, EPLB-style %.3f\n",
+                expert_balance(ours.problem, ours.chosen.layout, drift), expert_balance(eplb_problem, eplb, drift));
     std::printf("ours (speed-weighted LPT + smoothing + %u replicas/layer): %.3f  (on the planning trace %.3f)\n",
                 redundant, ours_b, expert_balance(ours.problem, ours.chosen.layout, planned));
     std::printf("EPLB-style greedy (%u redundant/layer, equal count per card): %.3f  -> ours/EPLB = %.2fx\n",
@@ -220,12 +228,13 @@ void bench_decode(const char* model_name, const char* quant, const char* rig_nam
     const double split_tps = w.batch / decode_step_seconds(ours.problem, split, w.batch, mid, 1);
     const double split_tps1 = 1.0 / decode_step_seconds(ours.problem, split, 1, mid, 1);
     const auto& p = ours.plan.predicted();
-    std::printf("%-16s %-7s %-24s batch 16: ours %7.1f tok/s (%s, %u micro-batches) vs split %7.1f -> %.2fx;"
-                " batch 1: %.1f vs %.1f -> %.2fx\n",
-                model_name, quant, rig_name, p.decode_tokens_per_s_batch(),
-                std::string(strategy_name(ours.plan.strategy())).c_str(), ours.plan.decode_microbatches(), split_tps,
-                p.decode_tokens_per_s_batch() / split_tps, p.decode_tokens_per_s(), split_tps1,
-                p.decode_tokens_per_s() / split_tps1);
+    std::printf(
+        "%-16s %-7s %-24s batch 16: ours %7.1f tok/s (%s, %u micro-batches) vs split %7.1f -> %.2fx;"
+        " batch 1: %.1f vs %.1f -> %.2fx\n",
+        model_name, quant, rig_name, p.decode_tokens_per_s_batch(),
+        std::string(strategy_name(ours.plan.strategy())).c_str(), ours.plan.decode_microbatches(), split_tps,
+        p.decode_tokens_per_s_batch() / split_tps, p.decode_tokens_per_s(), split_tps1,
+        p.decode_tokens_per_s() / split_tps1);
 }
 
 }  // namespace
@@ -234,7 +243,9 @@ int main() {
     const ModelAccount deepseek = load_model("deepseek-v3", parse_quant_mix("Q4_K_M"));
     bench_solve_time(deepseek);
     bench_balance(deepseek);
-    std::printf("\n== predicted decode on x1-riser rigs, ours vs llama.cpp-style proportional split (target >= 1.5x at batch 16)\n");
+    std::printf(
+        "\n== predicted decode on x1-riser rigs, ours vs llama.cpp-style proportional split (target >= 1.5x at batch "
+        "16)\n");
     bench_decode("qwen3-235b-a22b", "Q2_K", "p104-12x-gen1x1", 1024);
     bench_decode("qwen3-30b-a3b", "Q4_K_M", "p106-8x-gen1x1", 4096);
     bench_decode("mixtral-8x7b", "Q4_K_M", "p106-8x-gen1x1", 4096);

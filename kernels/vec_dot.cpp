@@ -412,27 +412,40 @@ float dot_q8_0_avx2(const void* vw, const void* vx, int64_t n) {
 float dot_q4_0_avx2(const void* vw, const void* vx, int64_t n) {
     const auto* w = static_cast<const BlockQ4_0*>(vw);
     const auto* x = static_cast<const BlockQ8_0*>(vx);
-    __m256 acc = _mm256_setzero_ps();
     const __m256i k8 = _mm256_set1_epi8(8);
-    for (int64_t i = 0; i < n / kQK; ++i) {
+    auto block = [&](int64_t i) {
         const __m256i q = _mm256_sub_epi8(unpack_nibbles_32(w[i].qs), k8);
-        const __m256i p = dot_s8_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+        return _mm256_cvtepi32_ps(dot_s8_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs))));
+    };
+    // Two independent accumulators: one FMA chain per block would bound the loop by FMA latency.
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const int64_t nb = n / kQK;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), block(i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), block(i + 1), acc1);
     }
-    return hsum(acc);
+    for (; i < nb; ++i) acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), block(i), acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
 }
 
 float dot_mxfp4_avx2(const void* vw, const void* vx, int64_t n) {
     const auto* w = static_cast<const BlockMXFP4*>(vw);
     const auto* x = static_cast<const BlockQ8_0*>(vx);
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / kQK; ++i) {
+    auto block = [&](int64_t i) {
         const __m256i q = _mm256_shuffle_epi8(table, unpack_nibbles_32(w[i].qs));
-        const __m256i p = dot_s8_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(e8m0_half(w[i].e) * h2f(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+        return _mm256_cvtepi32_ps(dot_s8_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs))));
+    };
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const int64_t nb = n / kQK;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(e8m0_half(w[i].e) * h2f(x[i].d)), block(i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(e8m0_half(w[i + 1].e) * h2f(x[i + 1].d)), block(i + 1), acc1);
     }
-    return hsum(acc);
+    for (; i < nb; ++i) acc0 = _mm256_fmadd_ps(_mm256_set1_ps(e8m0_half(w[i].e) * h2f(x[i].d)), block(i), acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
 }
 
 // Sum over 8 sub-blocks of mins[j] * (bsums[2j] + bsums[2j+1]).

@@ -82,8 +82,10 @@ void Model::embed(std::span<const int32_t> tokens, float* x) const {
     const auto& e = weights_.token_embd;
     for (size_t t = 0; t < tokens.size(); ++t) {
         const int32_t id = tokens[t];
-        MOERIG_CHECK(id >= 0 && id < e.rows, ConfigError, "token id {} at input position {} is outside the vocabulary "
-                     "of {} tokens", id, t, e.rows);
+        MOERIG_CHECK(id >= 0 && id < e.rows, ConfigError,
+                     "token id {} at input position {} is outside the vocabulary "
+                     "of {} tokens",
+                     id, t, e.rows);
         kernels::dequantize_row(e.type, e.row(id), x + static_cast<int64_t>(t) * e.cols, e.cols);
     }
 }
@@ -96,8 +98,8 @@ RouterOutput Model::router(int64_t layer_idx, const float* xn, int64_t num_token
     kernels::RouterParams p;
     p.num_experts = hp.n_expert;
     p.num_experts_used = hp.n_expert_used;
-    p.gating = hp.gating_func == GatingFunc::kSigmoid ? kernels::ExpertGating::kSigmoid
-                                                       : kernels::ExpertGating::kSoftmax;
+    p.gating =
+        hp.gating_func == GatingFunc::kSigmoid ? kernels::ExpertGating::kSigmoid : kernels::ExpertGating::kSoftmax;
     p.selection_bias = l.exp_probs_b;
     if (hp.n_expert_groups > 1) {
         p.num_groups = hp.n_expert_groups;

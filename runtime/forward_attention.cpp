@@ -155,10 +155,9 @@ void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_
         }
     }
 
-    float mscale = 1.f;
-    if (hp.rope_yarn && hp.rope_freq_scale != 1.f) {
-        mscale = 1.f + 0.1f * hp.yarn_log_mul * std::log(1.f / hp.rope_freq_scale);
-    }
+    // llama.cpp pre-scales kq_scale for YaRN (deepseek2.cpp): mscale from the original attention factor.
+    const float attn_factor_org = hp.yarn_attn_factor * (1.f + 0.1f * std::log(1.f / hp.rope_freq_scale));
+    const float mscale = attn_factor_org * (1.f + 0.1f * hp.yarn_log_mul * std::log(1.f / hp.rope_freq_scale));
     kernels::AttentionParams ap;
     ap.num_heads = n_head;
     ap.num_kv_heads = 1;
@@ -186,8 +185,8 @@ void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_
 
     std::vector<float> o(static_cast<size_t>(num_tokens * n_head * hv));
     for (int64_t h = 0; h < n_head; ++h) {
-        kernels::TokenRows io_v{att.data() + h * rank, n_head * rank, nullptr, o.data() + h * hv, n_head * hv,
-                                nullptr, num_tokens};
+        kernels::TokenRows io_v{att.data() + h * rank, n_head * rank, nullptr,   o.data() + h * hv,
+                                n_head * hv,           nullptr,       num_tokens};
         kernels::matmul(l.wv_b[static_cast<size_t>(h)], io_v, pool);
     }
     kernels::matmul(l.wo, o.data(), num_tokens, out, pool);

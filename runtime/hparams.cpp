@@ -10,7 +10,9 @@
 
 namespace moerig::runtime {
 
-const char* supported_architectures() { return "llama (incl. Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2"; }
+const char* supported_architectures() {
+    return "llama (incl. Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2";
+}
 
 bool ModelHParams::is_eog(int32_t token) const {
     return std::find(eog_ids.begin(), eog_ids.end(), token) != eog_ids.end();
@@ -29,8 +31,8 @@ Arch parse_arch(const std::string& name, const std::string& path) {
 }
 
 void read_vocab(const formats::GgufModel& g, ModelHParams& hp) {
-    const auto tokens = g.find("tokenizer.ggml.tokens") ? g.get_strings("tokenizer.ggml.tokens")
-                                                        : std::vector<std::string>{};
+    const auto tokens =
+        g.find("tokenizer.ggml.tokens") ? g.get_strings("tokenizer.ggml.tokens") : std::vector<std::string>{};
     auto id_opt = [&](const char* key) -> int32_t {
         auto v = g.get_u64_opt(key);
         return v ? static_cast<int32_t>(*v) : -1;
@@ -39,14 +41,16 @@ void read_vocab(const formats::GgufModel& g, ModelHParams& hp) {
     hp.eos_id = id_opt("tokenizer.ggml.eos_token_id");
     const std::string tok_model = g.get_string_opt("tokenizer.ggml.model").value_or("");
     hp.add_bos = g.get_bool_opt("tokenizer.ggml.add_bos_token").value_or(tok_model == "llama");
-    for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    for (const char* key :
+         {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
         const int32_t id = id_opt(key);
         if (id >= 0) hp.eog_ids.push_back(id);
     }
     // llama.cpp also treats these texts as end of generation (llama-vocab.cpp, special_eog_ids).
-    static const char* const kEogTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>",         "<|return|>",
-                                            "<|call|>",   "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-                                            "<EOT>",      "<|end_of_text|>", "<｜end▁of▁sentence｜>"};
+    static const char* const kEogTexts[] = {
+        "<|eot_id|>",           "<|im_end|>",    "<|end|>",    "<|return|>", "<|call|>",
+        "<end_of_turn>",        "<|endoftext|>", "<|eom_id|>", "<EOT>",      "<|end_of_text|>",
+        "<｜end▁of▁sentence｜>"};
     for (size_t i = 0; i < tokens.size(); ++i) {
         for (const char* t : kEogTexts) {
             if (tokens[i] == t) hp.eog_ids.push_back(static_cast<int32_t>(i));
@@ -96,13 +100,27 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
     hp.rope_n_ctx_orig = u64_or("rope.scaling.original_context_length", hp.n_ctx_train);
     MOERIG_CHECK(scaling == "none" || scaling == "linear" || scaling == "yarn", UnsupportedError,
                  "{}: {}.rope.scaling.type '{}' is not supported; supported: none, linear, yarn", g.path(), a, scaling);
+    hp.yarn_log_mul = f32_or("rope.scaling.yarn_log_multiplier", 0.f);
+    if (hp.arch == Arch::kDeepseek2) hp.yarn_log_mul /= 0.1f;  // llama.cpp cancels the converter's 0.1
     if (scaling == "yarn") {
+        // llama.cpp's context setup (llama-context.cpp): ext_factor 1 and an attention factor that cancels
+        // the mscale ggml's rope multiplies in, corrected by DeepSeek's mscale_all_dim.
         hp.rope_yarn = true;
         hp.yarn_ext_factor = 1.f;
         hp.yarn_beta_fast = f32_or("rope.scaling.yarn_beta_fast", 32.f);
         hp.yarn_beta_slow = f32_or("rope.scaling.yarn_beta_slow", 1.f);
-        hp.yarn_log_mul = f32_or("rope.scaling.yarn_log_multiplier", 0.f);
+        const float factor = 1.f / hp.rope_freq_scale;
+        auto get_mscale = [](float scale, float m) { return scale <= 1.f ? 1.f : 0.1f * m * std::log(scale) + 1.f; };
+        if (hp.yarn_log_mul != 0.f) {
+            const float all_dims = hp.yarn_log_mul;
+            const float mscale = hp.arch == Arch::kDeepseek2 && all_dims != 1.f ? all_dims : 1.f;
+            hp.yarn_attn_factor = get_mscale(factor, mscale) / get_mscale(factor, all_dims);
+        } else {
+            hp.yarn_attn_factor = get_mscale(factor, 1.f);
+        }
+        hp.yarn_attn_factor *= 1.f / (1.f + 0.1f * std::log(factor));
     }
+    hp.yarn_attn_factor *= f32_or("rope.scaling.attn_factor", 1.f);
     hp.rope_type = hp.arch == Arch::kLlama || hp.arch == Arch::kDeepseek2 ? RopeType::kNorm : RopeType::kNeox;
 
     hp.n_expert = u64_or("expert_count", 0);
@@ -125,13 +143,16 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
     if (hp.arch == Arch::kQwen2Moe || hp.arch == Arch::kOlmoe) hp.expert_weights_norm = false;
     if (hp.arch != Arch::kDeepseek2) hp.gating_func = GatingFunc::kSoftmax;
     if (hp.arch != Arch::kDeepseek2) hp.n_layer_dense_lead = 0;
-    if (hp.n_ff_exp == 0 && hp.n_expert_used > 0) hp.n_ff_exp = hp.n_ff / hp.n_expert_used;
+    // Without the key, llama.cpp sizes Mixtral's and OLMoE's experts by feed_forward_length, Qwen3's by
+    // feed_forward_length / expert_used_count.
+    if (hp.n_ff_exp == 0)
+        hp.n_ff_exp = hp.arch == Arch::kQwen3Moe && hp.n_expert_used > 0 ? hp.n_ff / hp.n_expert_used : hp.n_ff;
     MOERIG_CHECK(hp.n_expert == 0 || (hp.n_expert_used > 0 && hp.n_expert_used <= hp.n_expert), FormatError,
                  "{}: {}.expert_used_count {} must be in 1..expert_count {}", g.path(), a, hp.n_expert_used,
                  hp.n_expert);
-    MOERIG_CHECK(hp.n_expert_groups <= 1 || (hp.n_expert % hp.n_expert_groups == 0 && hp.n_group_used > 0),
-                 FormatError, "{}: {}.expert_group_count {} must divide expert_count {}", g.path(), a,
-                 hp.n_expert_groups, hp.n_expert);
+    MOERIG_CHECK(hp.n_expert_groups <= 1 || (hp.n_expert % hp.n_expert_groups == 0 && hp.n_group_used > 0), FormatError,
+                 "{}: {}.expert_group_count {} must divide expert_count {}", g.path(), a, hp.n_expert_groups,
+                 hp.n_expert);
     if (hp.arch != Arch::kLlama && hp.arch != Arch::kDeepseek2) {
         MOERIG_CHECK(hp.n_expert > 0, FormatError, "{}: {}.expert_count must be > 0 for {}", g.path(), a, a);
     }

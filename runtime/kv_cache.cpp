@@ -13,8 +13,7 @@ KvCache::KvCache(const ModelHParams& hp, int64_t capacity, int64_t layer_begin, 
     if (layer_end < 0) layer_end = hp.n_layer;
     MOERIG_CHECK(capacity > 0, ConfigError, "KV cache capacity must be > 0, got {}", capacity);
     MOERIG_CHECK(0 <= layer_begin && layer_begin <= layer_end && layer_end <= hp.n_layer, ConfigError,
-                 "KV cache layer range [{}, {}) is outside the model's {} layers", layer_begin, layer_end,
-                 hp.n_layer);
+                 "KV cache layer range [{}, {}) is outside the model's {} layers", layer_begin, layer_end, hp.n_layer);
     if (hp.is_mla()) {
         k_row_ = hp.kv_lora_rank + hp.n_rot;  // latent first, then the roped key part
         v_row_ = 0;

@@ -58,8 +58,7 @@ class Model {
     void ffn(int64_t layer_idx, float* x, int64_t num_tokens, kernels::ThreadPool& pool,
              ExpertRunner* experts = nullptr) const;
     /// Router of an MoE layer over FFN-normed inputs x_normed [num_tokens][n_embd].
-    RouterOutput router(int64_t layer_idx, const float* x_normed, int64_t num_tokens,
-                        kernels::ThreadPool& pool) const;
+    RouterOutput router(int64_t layer_idx, const float* x_normed, int64_t num_tokens, kernels::ThreadPool& pool) const;
     /// logits [num_tokens][n_vocab] = output(output_norm(x)) (x is normalised in place).
     void output(float* x, int64_t num_tokens, float* logits, kernels::ThreadPool& pool) const;
     /// Layers [layer_begin, layer_end): attention then ffn for each.
@@ -68,10 +67,10 @@ class Model {
 
   private:
     Model() = default;
-    void attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,
-                       KvCache& kv, kernels::ThreadPool& pool) const;
-    void attention_mla(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,
-                       KvCache& kv, kernels::ThreadPool& pool) const;
+    void attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past, KvCache& kv,
+                       kernels::ThreadPool& pool) const;
+    void attention_mla(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past, KvCache& kv,
+                       kernels::ThreadPool& pool) const;
 
     ModelOptions options_;
     std::unique_ptr<formats::GgufModel> gguf_;

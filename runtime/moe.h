@@ -29,8 +29,8 @@ class ExpertRunner {
 
 /// Runs a layer's experts on this CPU: tokens grouped by expert, so each selected expert's weights are read
 /// once per batch; SwiGLU between the gate/up and down products (quantised matmul from kernels/).
-void run_experts_local(const LayerWeights& layer, int64_t n_embd, const float* x, const RouterOutput& route,
-                       float* y, kernels::ThreadPool& pool);
+void run_experts_local(const LayerWeights& layer, int64_t n_embd, const float* x, const RouterOutput& route, float* y,
+                       kernels::ThreadPool& pool);
 
 /// ExpertRunner over run_experts_local for every layer of a model.
 class LocalExpertRunner final : public ExpertRunner {

@@ -27,8 +27,8 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     const auto num_tokens = static_cast<int64_t>(tokens.size());
     MOERIG_CHECK(n_ctx >= 4, ConfigError, "perplexity: context {} is too small (need >= 4)", n_ctx);
     MOERIG_CHECK(num_tokens >= 2 * n_ctx, ConfigError,
-                 "perplexity: {} tokens are too few for context {}; need at least 2 * context = {}", num_tokens,
-                 n_ctx, 2 * n_ctx);
+                 "perplexity: {} tokens are too few for context {}; need at least 2 * context = {}", num_tokens, n_ctx,
+                 2 * n_ctx);
     const int64_t num_chunks = num_tokens / n_ctx;
     const int64_t first = n_ctx / 2;
     const bool add_bos = hp.add_bos && hp.bos_id >= 0;

@@ -11,10 +11,10 @@
 namespace moerig::runtime {
 
 struct SamplerParams {
-    float temp = 0.8f;  // <= 0: greedy (argmax after penalties)
-    int top_k = 40;     // <= 0: off
-    float top_p = 0.95f;  // >= 1: off
-    float min_p = 0.05f;  // <= 0: off
+    float temp = 0.8f;            // <= 0: greedy (argmax after penalties)
+    int top_k = 40;               // <= 0: off
+    float top_p = 0.95f;          // >= 1: off
+    float min_p = 0.05f;          // <= 0: off
     float repeat_penalty = 1.0f;  // 1: off
     int repeat_last_n = 64;       // tokens of history the penalty looks at (0: off)
     uint64_t seed = 0;

@@ -10,8 +10,8 @@ Session::Session(const Model& model, int64_t context, kernels::ThreadPool* pool)
     : model_(model), pool_(pool ? pool : &model.pool()), kv_(model.hparams(), context) {}
 
 void Session::truncate(int64_t n_past) {
-    MOERIG_CHECK(n_past >= 0 && n_past <= n_past_, ConfigError, "cannot truncate a session of {} tokens to {}",
-                 n_past_, n_past);
+    MOERIG_CHECK(n_past >= 0 && n_past <= n_past_, ConfigError, "cannot truncate a session of {} tokens to {}", n_past_,
+                 n_past);
     n_past_ = n_past;
 }
 

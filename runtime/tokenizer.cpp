@@ -50,8 +50,8 @@ std::optional<int64_t> opt_int(const KvMap& kv, const std::string& key, const st
     if (v == nullptr) return std::nullopt;
     MOERIG_CHECK(v->is_integer(), FormatError, "{}: metadata key '{}' should be an integer but is {}", source, key,
                  formats::gguf_type_name(v->type));
-    const bool is_signed = v->type == GgufType::I8 || v->type == GgufType::I16 || v->type == GgufType::I32 ||
-                           v->type == GgufType::I64;
+    const bool is_signed =
+        v->type == GgufType::I8 || v->type == GgufType::I16 || v->type == GgufType::I32 || v->type == GgufType::I64;
     if (is_signed) return v->i;
     return v->u > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v->u);
 }

@@ -83,8 +83,12 @@ class WeightBinder {
 
 namespace {
 
-std::string blk(int64_t i, const char* name) { return fmt::format("blk.{}.{}.weight", i, name); }
-std::string blk_bias(int64_t i, const char* name) { return fmt::format("blk.{}.{}.bias", i, name); }
+std::string blk(int64_t i, const char* name) {
+    return fmt::format("blk.{}.{}.weight", i, name);
+}
+std::string blk_bias(int64_t i, const char* name) {
+    return fmt::format("blk.{}.{}.bias", i, name);
+}
 
 void bind_mla(const WeightBinder& b, const ModelHParams& hp, int64_t i, LayerWeights& l) {
     const int64_t n_embd = hp.n_embd, n_head = hp.n_head, rank = hp.kv_lora_rank, nope = hp.qk_nope_dim;

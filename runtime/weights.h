@@ -34,17 +34,17 @@ struct ExpertTensor {
 struct LayerWeights {
     const float* attn_norm = nullptr;  // (n_embd)
     // Standard attention.
-    WeightView wq, wk, wv;  // (n_head*head_dim, n_embd), (n_head_kv*head_dim, n_embd) x2
-    WeightView wo;          // (n_embd, n_head*head_dim_v)
+    WeightView wq, wk, wv;      // (n_head*head_dim, n_embd), (n_head_kv*head_dim, n_embd) x2
+    WeightView wo;              // (n_embd, n_head*head_dim_v)
     const float* bq = nullptr;  // optional biases (Qwen2-MoE)
     const float* bk = nullptr;
     const float* bv = nullptr;
     const float* q_norm = nullptr;  // per-head (Qwen3) or whole-vector (OLMoE) RMS norm weights
     const float* k_norm = nullptr;
     // DeepSeek MLA (absorbed form: q_nope -> latent via wk_b, latent -> v via wv_b).
-    WeightView wq_a, wq_b;     // (q_lora_rank, n_embd), (n_head*head_dim_k, q_lora_rank); or wq alone
+    WeightView wq_a, wq_b;  // (q_lora_rank, n_embd), (n_head*head_dim_k, q_lora_rank); or wq alone
     const float* q_a_norm = nullptr;
-    WeightView wkv_a_mqa;      // (kv_lora_rank + n_rot, n_embd)
+    WeightView wkv_a_mqa;  // (kv_lora_rank + n_rot, n_embd)
     const float* kv_a_norm = nullptr;
     std::vector<WeightView> wk_b;  // per head: (kv_lora_rank, qk_nope)
     std::vector<WeightView> wv_b;  // per head: (head_dim_v, kv_lora_rank)
@@ -53,17 +53,17 @@ struct LayerWeights {
     // Dense FFN (dense models, DeepSeek's leading layers).
     WeightView ffn_gate, ffn_up, ffn_down;
     // MoE.
-    WeightView ffn_gate_inp;  // router (n_expert, n_embd)
+    WeightView ffn_gate_inp;             // router (n_expert, n_embd)
     const float* exp_probs_b = nullptr;  // (n_expert) selection bias
     ExpertTensor gate_exps, up_exps, down_exps;
     WeightView gate_shexp, up_shexp, down_shexp;  // shared expert(s)
-    WeightView gate_inp_shexp;  // Qwen2-MoE sigmoid gate of the shared expert (1, n_embd)
+    WeightView gate_inp_shexp;                    // Qwen2-MoE sigmoid gate of the shared expert (1, n_embd)
 };
 
 struct ModelWeights {
     WeightView token_embd;  // (n_vocab, n_embd)
     const float* output_norm = nullptr;
-    WeightView output;  // (n_vocab, n_embd); token_embd when tied
+    WeightView output;                  // (n_vocab, n_embd); token_embd when tied
     const float* rope_freqs = nullptr;  // optional (n_rot/2) frequency divisors
     std::vector<LayerWeights> layers;
 

@@ -71,9 +71,10 @@ inline constexpr double kDefaultNetworkBytesPerS = 10e9 / 8 * 0.94;
 
 // ---- Placement ----------------------------------------------------------------------------------------
 
-/// Pseudo-count added to every expert's planning load (per layer, in units of the mean load): shrinks a
-/// noisy trace towards uniform so that a placement generalises to traffic it was not planned on.
-inline constexpr double kTracePriorWeight = 0.25;
+/// Pseudo-count (tokens) added to every expert's planning count from a trace: shrinks a short, noisy trace
+/// towards uniform so that a placement generalises to traffic it was not planned on, and vanishes for
+/// long traces (2048 tokens x top-8 over 256 experts is 64 counts per expert on average).
+inline constexpr double kTracePriorCount = 4.0;
 /// Replicate an expert only while its share of a layer's load exceeds this multiple of the card's fair
 /// share; below it a copy costs memory for little balance.
 inline constexpr double kReplicationMinGain = 1.05;

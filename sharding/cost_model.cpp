@@ -44,7 +44,9 @@ double copy_prob(const LayerCost& layer, uint32_t expert_idx, const ExpertCopy& 
 
 constexpr double kNever = std::numeric_limits<double>::infinity();
 
-double link_seconds(double bytes, double rate) { return rate > 0 ? bytes / rate : 0.0; }
+double link_seconds(double bytes, double rate) {
+    return rate > 0 ? bytes / rate : 0.0;
+}
 
 // Per-target scratch of one layer's expert work: cards first, then hosts.
 struct TargetWork {
@@ -77,8 +79,9 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
         const CardCost& sc = problem.cards[s];
         const double kv_tokens = layer.kv_window ? std::min<double>(context, layer.kv_window) : context;
         const double stage_read = layer.stage_bytes + seqs * kv_tokens * layer.kv_bytes_per_token;
-        double t = std::max(stage_read / sc.mem_bw, coeff::kFlopsPerParamPerToken * layer.stage_params * tokens / sc.flops) +
-                   coeff::kLayerOverheadS;
+        double t =
+            std::max(stage_read / sc.mem_bw, coeff::kFlopsPerParamPerToken * layer.stage_params * tokens / sc.flops) +
+            coeff::kLayerOverheadS;
         if (totals.card_read) (*totals.card_read)[s] += stage_read;
 
         if (layer.num_experts > 0) {
@@ -142,8 +145,8 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
         if (l + 1 < problem.num_layers() && layout.stage_card[l + 1] != s) {
             const CardCost& nc = problem.cards[layout.stage_card[l + 1]];
             const double bytes = tokens * wire_row;
-            double hop = std::max(sc.peer_latency_s, nc.peer_latency_s) +
-                         link_seconds(bytes, std::min(sc.peer_bw, nc.peer_bw));
+            double hop =
+                std::max(sc.peer_latency_s, nc.peer_latency_s) + link_seconds(bytes, std::min(sc.peer_bw, nc.peer_bw));
             if (nc.host_idx != sc.host_idx) hop += problem.net_latency_s + link_seconds(bytes, problem.net_bw);
             t += hop;
             if (totals.card_link) {
@@ -174,15 +177,15 @@ std::vector<std::vector<double>> expert_probs_from_trace(const RoutingTrace& tra
         const LayerCost& layer = problem.layers[l];
         if (layer.num_experts == 0) continue;
         MOERIG_CHECK(trace.num_experts == layer.num_experts, ConfigError,
-                     "routing trace '{}' has {} experts per layer but model {} has {}", trace.model,
-                     trace.num_experts, problem.model_name, layer.num_experts);
+                     "routing trace '{}' has {} experts per layer but model {} has {}", trace.model, trace.num_experts,
+                     problem.model_name, layer.num_experts);
         const double k = problem.top_k;
         probs[l].assign(layer.num_experts, k / layer.num_experts);
         if (!trace.has_layer(l)) continue;  // no data for this layer: uniform
         double sum = 0;
         for (uint64_t c : trace.counts[l]) sum += static_cast<double>(c);
         if (sum <= 0) continue;
-        const double prior = smooth ? coeff::kTracePriorWeight * sum / layer.num_experts : 0.0;
+        const double prior = smooth ? coeff::kTracePriorCount : 0.0;
         const double norm = k / (sum + prior * layer.num_experts);
         for (uint32_t e = 0; e < layer.num_experts; ++e) {
             probs[l][e] = std::min(1.0, (static_cast<double>(trace.counts[l][e]) + prior) * norm);
@@ -204,8 +207,8 @@ PlanProblem make_problem(const ModelAccount& model, const RigSpec& rig, const Wo
     p.top_k = spec.num_experts_used;
     p.workload = workload;
     p.options = options;
-    p.max_context = static_cast<uint32_t>(std::min<uint64_t>(spec.max_context ? spec.max_context : UINT32_MAX,
-                                                             UINT32_MAX));
+    p.max_context =
+        static_cast<uint32_t>(std::min<uint64_t>(spec.max_context ? spec.max_context : UINT32_MAX, UINT32_MAX));
     const double params_per_byte =
         model.total_bytes ? static_cast<double>(model.total_params) / static_cast<double>(model.total_bytes) : 0.5;
     uint64_t kv_per_token = 0;
@@ -246,8 +249,8 @@ PlanProblem make_problem(const ModelAccount& model, const RigSpec& rig, const Wo
         p.hosts.push_back(std::move(h));
     }
     if (p.hosts.empty()) {
-        p.hosts.push_back(HostCost{"host0", 0, coeff::kDefaultHostBandwidth * coeff::kHostBandwidthEfficiency,
-                                   coeff::kHostFlops});
+        p.hosts.push_back(
+            HostCost{"host0", 0, coeff::kDefaultHostBandwidth * coeff::kHostBandwidthEfficiency, coeff::kHostFlops});
         p.rig_spec.add_hosts()->set_name("host0");
     }
     p.net_bw = rig.network ? rig.network->bytes_per_s : coeff::kDefaultNetworkBytesPerS;

@@ -17,11 +17,11 @@ namespace moerig::sharding {
 
 /// One transformer block as the planner sees it.
 struct LayerCost {
-    uint64_t stage_bytes = 0;   // attention, norms, router, shared/dense FFN: live on the stage card
-    double stage_params = 0;    // parameters behind stage_bytes (FLOPs per token = 2 * params)
-    uint32_t num_experts = 0;   // routed experts (0: dense layer)
+    uint64_t stage_bytes = 0;         // attention, norms, router, shared/dense FFN: live on the stage card
+    double stage_params = 0;          // parameters behind stage_bytes (FLOPs per token = 2 * params)
+    uint32_t num_experts = 0;         // routed experts (0: dense layer)
     uint64_t kv_bytes_per_token = 0;  // one sequence, one token, this layer
-    uint32_t kv_window = 0;     // sliding-window layers keep at most this many tokens (0: full context)
+    uint32_t kv_window = 0;           // sliding-window layers keep at most this many tokens (0: full context)
     /// Planning load of each expert: expected fraction of tokens routed to it (sums to top-k).
     std::vector<double> expert_prob;  // (num_experts)
 };
@@ -79,7 +79,7 @@ struct PlanProblem {
 PlanProblem make_problem(const ModelAccount& model, const RigSpec& rig, const Workload& workload,
                          const PlanOptions& options, const RoutingTrace* trace);
 
-/// Per-layer expert probabilities from a trace (smoothed towards uniform by coeff::kTracePriorWeight when
+/// Per-layer expert probabilities from a trace (smoothed towards uniform by coeff::kTracePriorCount when
 /// `smooth`); rows of dense layers stay empty. ConfigError if the trace's shape differs from the model's.
 std::vector<std::vector<double>> expert_probs_from_trace(const RoutingTrace& trace, const PlanProblem& problem,
                                                          bool smooth);
@@ -108,24 +108,24 @@ struct CardMemory {
 struct Layout {
     proto::Strategy strategy = proto::PIPELINE;
     uint32_t group_size = 1;
-    std::vector<std::vector<uint32_t>> groups;  // card indices of each pipeline group, in order
-    std::vector<uint32_t> layer_group;           // (num_layers)
-    std::vector<uint32_t> stage_card;            // (num_layers): card with attention + KV of the layer
+    std::vector<std::vector<uint32_t>> groups;                  // card indices of each pipeline group, in order
+    std::vector<uint32_t> layer_group;                          // (num_layers)
+    std::vector<uint32_t> stage_card;                           // (num_layers): card with attention + KV of the layer
     std::vector<std::vector<std::vector<ExpertCopy>>> experts;  // (num_layers, num_experts, copies)
-    std::vector<CardMemory> memory;    // (num_cards)
-    std::vector<uint64_t> kv_tokens;   // (num_cards): KV token budget, all sequences together
-    std::vector<uint64_t> host_spill_bytes;  // (num_hosts)
-    uint32_t last_card = 0;  // holds the lm head
+    std::vector<CardMemory> memory;                             // (num_cards)
+    std::vector<uint64_t> kv_tokens;                            // (num_cards): KV token budget, all sequences together
+    std::vector<uint64_t> host_spill_bytes;                     // (num_hosts)
+    uint32_t last_card = 0;                                     // holds the lm head
     bool feasible = false;
     std::string infeasible_reason;  // why, when !feasible
 };
 
 /// Predicted speed of a layout.
 struct Prediction {
-    double decode_step_s = 0;        // batch 1
-    double decode_step_s_batch = 0;  // workload batch
+    double decode_step_s = 0;          // batch 1
+    double decode_step_s_batch = 0;    // workload batch
     uint32_t decode_microbatches = 1;  // at the workload batch
-    double prefill_s = 0;            // one prompt
+    double prefill_s = 0;              // one prompt
     double decode_tokens_per_s = 0;
     double decode_tokens_per_s_batch = 0;
     double prefill_tokens_per_s = 0;

@@ -19,7 +19,9 @@ LayerRanges partition_layers(uint32_t num_bins, uint32_t num_layers,
     std::vector<double> best((num_bins + 1) * width, kInfeasible);
     std::vector<uint32_t> from((num_bins + 1) * width, 0);
     best[0] = 0.0;
-    auto combine = [objective](double a, double b) { return objective == PartitionObjective::kSum ? a + b : std::max(a, b); };
+    auto combine = [objective](double a, double b) {
+        return objective == PartitionObjective::kSum ? a + b : std::max(a, b);
+    };
     for (uint32_t i = 0; i < num_bins; ++i) {
         const double* prev = &best[i * width];
         double* next = &best[(i + 1) * width];
@@ -180,8 +182,7 @@ void partition_stages(const PlanProblem& problem, PartitionObjective objective, 
         const double touched = prefix.touched[b] - prefix.touched[a];
         double t = (prefix.stage_read[b] - prefix.stage_read[a]) / cap.mean_bw +
                    touched * ((1 - spill_fraction) / cap.sum_bw + spill_fraction / cap.host_bw) +
-                   (prefix.moe[b] - prefix.moe[a]) * cap.comm_per_moe_layer_s +
-                   2.0 * (b - a) * coeff::kLayerOverheadS;
+                   (prefix.moe[b] - prefix.moe[a]) * cap.comm_per_moe_layer_s + 2.0 * (b - a) * coeff::kLayerOverheadS;
         if (b == num_layers) t += problem.output_bytes / cap.mean_bw;
         return t;
     };
@@ -212,8 +213,8 @@ void partition_stages(const PlanProblem& problem, PartitionObjective objective, 
             const double card_free = free[cards[i]];
             return bytes <= card_free && card_free > 0 ? bytes / card_free : kInfeasible;
         };
-        const LayerRanges inner = partition_layers(static_cast<uint32_t>(cards.size()), b - a, stage_cost,
-                                                   PartitionObjective::kMax, 0.0);
+        const LayerRanges inner =
+            partition_layers(static_cast<uint32_t>(cards.size()), b - a, stage_cost, PartitionObjective::kMax, 0.0);
         if (!inner.feasible()) {
             layout.feasible = false;
             layout.infeasible_reason = fmt::format("a stage of layers {}..{} does not fit any single card", a, b - 1);

@@ -90,7 +90,8 @@ void place_experts(const PlanProblem& problem, Layout& layout) {
             if (!problem.options.allow_host_spill) {
                 layout.feasible = false;
                 layout.infeasible_reason = fmt::format(
-                    "layers {}..{} need {} expert slots but their cards hold {} (allow host spill to keep the rest in RAM)",
+                    "layers {}..{} need {} expert slots but their cards hold {} (allow host spill to keep the rest in "
+                    "RAM)",
                     layers.front(), layers.back(), total_need, total_slots);
                 return;
             }
@@ -99,7 +100,8 @@ void place_experts(const PlanProblem& problem, Layout& layout) {
                 const LayerCost& layer = problem.layers[layers[li]];
                 for (uint32_t e = 0; e < layer.num_experts; ++e) all.push_back({layer.expert_prob[e], uint32_t(li), e});
             }
-            std::stable_sort(all.begin(), all.end(), [](const ExpertRef& a, const ExpertRef& b) { return a.prob < b.prob; });
+            std::stable_sort(all.begin(), all.end(),
+                             [](const ExpertRef& a, const ExpertRef& b) { return a.prob < b.prob; });
             const uint32_t host_idx = problem.cards[cards.front()].host_idx;
             for (int64_t i = 0; i < total_need - total_slots; ++i) {
                 const ExpertRef& ref = all[i];
@@ -109,10 +111,10 @@ void place_experts(const PlanProblem& problem, Layout& layout) {
             }
             if (layout.host_spill_bytes[host_idx] > problem.hosts[host_idx].spill_budget_bytes) {
                 layout.feasible = false;
-                layout.infeasible_reason = fmt::format(
-                    "experts spilled to host {} need {:.1f} GB, more than its usable RAM ({:.1f} GB)",
-                    problem.hosts[host_idx].name, layout.host_spill_bytes[host_idx] / 1e9,
-                    problem.hosts[host_idx].spill_budget_bytes / 1e9);
+                layout.infeasible_reason =
+                    fmt::format("experts spilled to host {} need {:.1f} GB, more than its usable RAM ({:.1f} GB)",
+                                problem.hosts[host_idx].name, layout.host_spill_bytes[host_idx] / 1e9,
+                                problem.hosts[host_idx].spill_budget_bytes / 1e9);
                 return;
             }
         }
@@ -164,6 +166,9 @@ void place_experts(const PlanProblem& problem, Layout& layout) {
 uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::vector<int64_t>& slots_left) {
     // A copy must take at least this fraction off the layer's slowest card to be worth its memory.
     constexpr double kMinReplicaGain = 0.01;
+    // Targets tried per step when the lightest card already holds every expert of the slowest one.
+    constexpr size_t kMaxTargets = 4;
+    std::vector<uint32_t> targets;
     const uint32_t num_cards = problem.num_cards();
     // Keep a little room free for KV growth and allocator slack.
     std::vector<int64_t> avail(num_cards);
@@ -192,41 +197,50 @@ uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::
             uint32_t slowest = group.front();
             for (uint32_t c : group) slowest = time[c] > time[slowest] ? c : slowest;
             const double old_max = time[slowest];
-            // The card with most room to take load: the least loaded one with a free slot.
-            int64_t target = -1;
+            // Candidate targets: the least loaded cards with a free slot, lightest first.
+            targets.clear();
             for (uint32_t c : group) {
-                if (avail[c] > 0 && (target < 0 || time[c] < time[target])) target = c;
+                if (avail[c] > 0 && c != slowest) targets.push_back(c);
             }
-            if (target < 0) continue;
-            // Move load from the slowest card to the target by copying one of its experts there and giving the
-            // copy just enough of that expert's tokens to even the two cards out (capped by what the slowest
-            // card's copy serves). The layer's slowest card never gets slower; ties at the top are worked off.
-            const double inv_bw_slow = 1.0 / problem.cards[slowest].mem_bw;
-            const double inv_bw_target = 1.0 / problem.cards[target].mem_bw;
-            const double wanted = (old_max - time[target]) / (inv_bw_slow + inv_bw_target);  // load units
+            if (targets.empty()) continue;
+            const size_t num_targets = std::min<size_t>(targets.size(), kMaxTargets);
+            std::partial_sort(
+                targets.begin(), targets.begin() + num_targets, targets.end(),
+                [&](uint32_t a, uint32_t b) { return time[a] < time[b] || (time[a] == time[b] && a < b); });
+            int64_t target = -1;
             int64_t hot = -1;
             size_t hot_copy = 0;
             double best_moved = 0;
-            for (uint32_t e = 0; e < layer.num_experts; ++e) {
-                const auto& copies = layout.experts[l][e];
-                int64_t on_slowest = -1;
-                bool on_target = false, on_host = false;
-                for (size_t i = 0; i < copies.size(); ++i) {
-                    if (copies[i].card_idx == static_cast<int32_t>(slowest)) on_slowest = static_cast<int64_t>(i);
-                    on_target |= copies[i].card_idx == target;
-                    on_host |= copies[i].card_idx == kOnHost;
+            const double inv_bw_slow = 1.0 / problem.cards[slowest].mem_bw;
+            for (size_t ti = 0; ti < num_targets && hot < 0; ++ti) {
+                target = targets[ti];
+                // Move load from the slowest card to the target by copying one of its experts there and giving
+                // the copy just enough of that expert's tokens to even the two cards out (capped by what the
+                // slowest card's copy serves). The layer's slowest card never gets slower.
+                const double inv_bw_target = 1.0 / problem.cards[target].mem_bw;
+                const double wanted = (old_max - time[target]) / (inv_bw_slow + inv_bw_target);  // load units
+                for (uint32_t e = 0; e < layer.num_experts; ++e) {
+                    const auto& copies = layout.experts[l][e];
+                    int64_t on_slowest = -1;
+                    bool on_target = false, on_host = false;
+                    for (size_t i = 0; i < copies.size(); ++i) {
+                        if (copies[i].card_idx == static_cast<int32_t>(slowest)) on_slowest = static_cast<int64_t>(i);
+                        on_target |= copies[i].card_idx == target;
+                        on_host |= copies[i].card_idx == kOnHost;
+                    }
+                    if (on_slowest < 0 || on_target || on_host) continue;
+                    const double moved = std::min(wanted, layer.expert_prob[e] * copies[on_slowest].share);
+                    // Largest move wins; among full moves, the expert that serves least (big ones stay whole).
+                    if (moved > best_moved * (1 + 1e-9) ||
+                        (hot >= 0 && moved >= best_moved * (1 - 1e-9) &&
+                         layer.expert_prob[e] * copies[on_slowest].share <
+                             layer.expert_prob[hot] * layout.experts[l][hot][hot_copy].share)) {
+                        best_moved = moved;
+                        hot = e;
+                        hot_copy = static_cast<size_t>(on_slowest);
+                    }
                 }
-                if (on_slowest < 0 || on_target || on_host) continue;
-                const double moved = std::min(wanted, layer.expert_prob[e] * copies[on_slowest].share);
-                // Largest move wins; among full moves, the expert that serves the least (keeps big ones whole).
-                if (moved > best_moved * (1 + 1e-9) ||
-                    (hot >= 0 && moved >= best_moved * (1 - 1e-9) &&
-                     layer.expert_prob[e] * copies[on_slowest].share <
-                         layer.expert_prob[hot] * layout.experts[l][hot][hot_copy].share)) {
-                    best_moved = moved;
-                    hot = e;
-                    hot_copy = static_cast<size_t>(on_slowest);
-                }
+                if (best_moved * inv_bw_slow < old_max * kMinReplicaGain) hot = -1;
             }
             if (hot < 0 || best_moved * inv_bw_slow < old_max * kMinReplicaGain) continue;
             auto& copies = layout.experts[l][hot];

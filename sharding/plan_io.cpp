@@ -72,7 +72,8 @@ nlohmann::json yaml_to_json(const YAML::Node& node, const std::string& source) {
             if (ecd == std::errc() && pd == s.data() + s.size()) return d;
             return s;
         }
-        default: return nullptr;
+        default:
+            return nullptr;
     }
 }
 
@@ -91,7 +92,8 @@ class TextErrors : public google::protobuf::io::ErrorCollector {
 
 PlanFormat plan_format_from_path(const std::string& path) {
     if (ends_with(path, ".pb")) return PlanFormat::kBinary;
-    if (ends_with(path, ".txtpb") || ends_with(path, ".textproto") || ends_with(path, ".pbtxt")) return PlanFormat::kText;
+    if (ends_with(path, ".txtpb") || ends_with(path, ".textproto") || ends_with(path, ".pbtxt"))
+        return PlanFormat::kText;
     if (ends_with(path, ".yaml") || ends_with(path, ".yml")) return PlanFormat::kYaml;
     if (ends_with(path, ".json")) return PlanFormat::kJson;
     MOERIG_THROW(ConfigError, "{}: unknown plan file extension (expected .pb, .txtpb, .yaml or .json)", path);

@@ -60,7 +60,8 @@ proto::Plan to_proto(const PlanProblem& problem, const Layout& layout, const Pre
             }
         }
     }
-    for (uint32_t h = 0; h < problem.hosts.size(); ++h) plan.mutable_hosts(h)->set_spilled_bytes(layout.host_spill_bytes[h]);
+    for (uint32_t h = 0; h < problem.hosts.size(); ++h)
+        plan.mutable_hosts(h)->set_spilled_bytes(layout.host_spill_bytes[h]);
     for (uint32_t c = 0; c < problem.num_cards(); ++c) {
         const CardMemory& m = layout.memory[c];
         proto::MemoryBreakdown* mem = cards[c]->mutable_memory();

@@ -18,11 +18,20 @@ std::string escape(const std::string& s) {
     std::string out;
     for (char c : s) {
         switch (c) {
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '&': out += "&amp;"; break;
-            case '"': out += "&quot;"; break;
-            default: out += c;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '&':
+                out += "&amp;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -54,20 +63,24 @@ std::string memory_svg(const proto::Plan& plan) {
         uint64_t replica_bytes = 0, primary_bytes = 0;
         for (const auto& slot : c.experts()) (slot.replica() > 0 ? replica_bytes : primary_bytes) += 1;
         const double per_slot = c.experts_size() ? static_cast<double>(m.expert_weights()) / c.experts_size() : 0;
-        const double parts[] = {static_cast<double>(m.dense_weights()), primary_bytes * per_slot, replica_bytes * per_slot,
-                                static_cast<double>(m.kv_cache()), static_cast<double>(m.activations() + m.comm_buffers()),
+        const double parts[] = {static_cast<double>(m.dense_weights()),
+                                primary_bytes * per_slot,
+                                replica_bytes * per_slot,
+                                static_cast<double>(m.kv_cache()),
+                                static_cast<double>(m.activations() + m.comm_buffers()),
                                 static_cast<double>(m.reserve())};
         const int y = top + i * row_h;
         svg += fmt::format(R"(<text x="4" y="{}">{} {}</text>)", y + 15, escape(c.name()), escape(c.kind()));
         const double full = bar_w * c.vram_bytes() / max_vram;
-        svg += fmt::format(R"(<rect x="{}" y="{}" width="{:.1f}" height="{}" fill="none" stroke="#333"/>)", label_w, y + 2,
-                           full, row_h - 4);
+        svg += fmt::format(R"(<rect x="{}" y="{}" width="{:.1f}" height="{}" fill="none" stroke="#333"/>)", label_w,
+                           y + 2, full, row_h - 4);
         double x = label_w;
         for (size_t k = 0; k < std::size(parts); ++k) {
             const double w = bar_w * parts[k] / max_vram;
             if (w <= 0) continue;
-            svg += fmt::format(R"(<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" fill="{}"><title>{}: {:.2f} GB</title></rect>)",
-                               x, y + 3, w, row_h - 6, kKinds[k].color, kKinds[k].name, parts[k] / 1e9);
+            svg += fmt::format(
+                R"(<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" fill="{}"><title>{}: {:.2f} GB</title></rect>)",
+                x, y + 3, w, row_h - 6, kKinds[k].color, kKinds[k].name, parts[k] / 1e9);
             x += w;
         }
         svg += fmt::format(R"(<text x="{:.1f}" y="{}">{:.1f} / {:.1f} GB</text>)", label_w + full + 6, y + 15,
@@ -100,10 +113,11 @@ std::string heatmap_svg(const proto::Plan& plan) {
             const double v = static_cast<double>(count[c][l]) / max_count;
             const bool stage = l >= card.layer_begin() && l < card.layer_end();
             const int shade = static_cast<int>(255 - 200 * v);
-            svg += fmt::format(R"svg(<rect x="{}" y="{}" width="{}" height="{}" fill="rgb({},{},255)"{}><title>{} layer {}: {} experts{}</title></rect>)svg",
-                               left + l * cell_w, top + c * cell_h, cell_w, cell_h, shade, shade,
-                               stage ? R"( stroke="#c44e52" stroke-width="1")" : "", escape(card.name()), l, count[c][l],
-                               stage ? " (stage)" : "");
+            svg += fmt::format(
+                R"svg(<rect x="{}" y="{}" width="{}" height="{}" fill="rgb({},{},255)"{}><title>{} layer {}: {} experts{}</title></rect>)svg",
+                left + l * cell_w, top + c * cell_h, cell_w, cell_h, shade, shade,
+                stage ? R"( stroke="#c44e52" stroke-width="1")" : "", escape(card.name()), l, count[c][l],
+                stage ? " (stage)" : "");
         }
     }
     svg += fmt::format(R"(<text x="{}" y="{}" font-size="11">layer 0 .. {} (red outline: the card's stage)</text>)",
@@ -125,8 +139,10 @@ std::string traffic_svg(const proto::Plan& plan) {
                            plan.rig().cards_size() > i ? plan.rig().cards(i).link().pcie_gen() : 0,
                            plan.rig().cards_size() > i ? plan.rig().cards(i).link().pcie_lanes() : 0,
                            plan.rig().cards_size() > i && plan.rig().cards(i).link().p2p() ? " p2p" : "");
-        svg += fmt::format(R"(<rect x="{}" y="{}" width="{:.1f}" height="{}" fill="#8172b3"/>)", label_w, y + 2, w, row_h - 4);
-        svg += fmt::format(R"(<text x="{:.1f}" y="{}">{:.2f} MB/step</text>)", label_w + w + 6, y + 13, c.link_bytes() / 1e6);
+        svg += fmt::format(R"(<rect x="{}" y="{}" width="{:.1f}" height="{}" fill="#8172b3"/>)", label_w, y + 2, w,
+                           row_h - 4);
+        svg += fmt::format(R"(<text x="{:.1f}" y="{}">{:.2f} MB/step</text>)", label_w + w + 6, y + 13,
+                           c.link_bytes() / 1e6);
     }
     return svg + "</svg>";
 }
@@ -139,8 +155,8 @@ std::string plan_report_html(const proto::Plan& plan) {
 <style>body{font-family:sans-serif;margin:24px;color:#222}svg text{font-family:monospace;font-size:12px}
 pre{background:#f6f6f6;padding:12px;overflow-x:auto}h2{margin-top:28px}</style></head><body>
 )";
-    html += fmt::format("<h1>moerig plan: {} {} on {}</h1>\n", escape(plan.model().name()), escape(plan.model().quant()),
-                        escape(plan.rig().name()));
+    html += fmt::format("<h1>moerig plan: {} {} on {}</h1>\n", escape(plan.model().name()),
+                        escape(plan.model().quant()), escape(plan.rig().name()));
     html += fmt::format("<p>strategy <b>{}</b>{}, fits: <b>{}</b></p>\n", strategy_name(plan.strategy()),
                         plan.strategy() == proto::HYBRID ? fmt::format(" (groups of {})", plan.group_size()) : "",
                         plan.fits() ? "yes" : "no");

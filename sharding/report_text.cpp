@@ -11,7 +11,9 @@
 namespace moerig::sharding {
 namespace {
 
-std::string gb(double bytes) { return fmt::format("{:.1f}", bytes / 1e9); }
+std::string gb(double bytes) {
+    return fmt::format("{:.1f}", bytes / 1e9);
+}
 
 std::string bar(double fraction, int width) {
     const int filled = std::clamp(static_cast<int>(fraction * width + 0.5), 0, width);
@@ -57,7 +59,8 @@ std::string format_plan_text(const proto::Plan& plan) {
         const double total = static_cast<double>(card.vram_bytes());
         uint32_t replicas = 0;
         for (const auto& slot : card.experts()) replicas += slot.replica() > 0 ? 1 : 0;
-        const std::string vram = fmt::format("{} {:>5}/{:<5}", bar(total > 0 ? used / total : 0, 20), gb(used), gb(total));
+        const std::string vram =
+            fmt::format("{} {:>5}/{:<5}", bar(total > 0 ? used / total : 0, 20), gb(used), gb(total));
         out += fmt::format("{:<6} {:<14} {:<34} {:>7} {:>8} {:>9} {:>8}{}\n", card.name(), card.kind(), vram,
                            format_layer_ranges(card.layer_begin(), card.layer_end()), card.experts_size(), replicas,
                            card.kv_tokens(), card.holds_output() ? "  +lm head" : "");
@@ -73,9 +76,8 @@ std::string format_plan_text(const proto::Plan& plan) {
         "           prefill {:.1f} tok/s, time to first token {:.2f} s ({} prompt tokens)\n"
         "           max context {} tokens per sequence at batch {}; expert balance {:.3f}\n",
         p.decode_tokens_per_s(), p.decode_tokens_per_s_batch(), plan.workload().batch(), p.decode_step_s_batch() * 1e3,
-        plan.decode_microbatches(),
-        p.prefill_tokens_per_s(), p.ttft_s(), plan.workload().prompt(), p.max_context(), plan.workload().batch(),
-        p.balance());
+        plan.decode_microbatches(), p.prefill_tokens_per_s(), p.ttft_s(), plan.workload().prompt(), p.max_context(),
+        plan.workload().batch(), p.balance());
     for (const auto& note : plan.notes()) out += "note: " + note + "\n";
     return out;
 }

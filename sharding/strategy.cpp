@@ -13,7 +13,7 @@ Layout build_layout(const PlanProblem& problem, uint32_t group_size, PartitionOb
     Layout layout;
     layout.group_size = std::clamp<uint32_t>(group_size, 1, problem.num_cards());
     layout.groups = make_groups(problem.num_cards(), layout.group_size);
-    layout.strategy = layout.group_size == 1                   ? proto::PIPELINE
+    layout.strategy = layout.group_size == 1                     ? proto::PIPELINE
                       : layout.group_size == problem.num_cards() ? proto::EXPERT_PARALLEL
                                                                  : proto::HYBRID;
     partition_stages(problem, objective, layout);
@@ -35,7 +35,9 @@ std::vector<uint32_t> candidate_group_sizes(const PlanProblem& problem) {
     for (uint32_t g : sizes) {
         const bool pipeline = g == 1, ep = g == n && n > 1, hybrid = !pipeline && !ep;
         switch (problem.options.strategy) {
-            case StrategyChoice::kAuto: out.push_back(g); break;
+            case StrategyChoice::kAuto:
+                out.push_back(g);
+                break;
             case StrategyChoice::kPipeline:
                 if (pipeline) out.push_back(g);
                 break;

@@ -3,6 +3,8 @@
 // MoE layer. Blank lines and '#' comments are ignored.
 #include "sharding/trace.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -10,8 +12,6 @@
 #include <numeric>
 #include <random>
 #include <sstream>
-
-#include <fmt/ranges.h>
 
 #include "kernels/error.h"
 
@@ -43,7 +43,9 @@ uint64_t parse_u64(std::string_view word, const std::string& source, int line_no
 }
 
 // Uniform double in [0, 1) from 53 random bits: identical on every standard library.
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+double uniform01(std::mt19937_64& rng) {
+    return static_cast<double>(rng() >> 11) * 0x1.0p-53;
+}
 
 }  // namespace
 
@@ -68,10 +70,10 @@ RoutingTrace parse_trace(const std::string& text, const std::string& source) {
         }
         const std::string_view key = words[0];
         if (key == "layer") {
-            MOERIG_CHECK(trace.num_layers > 0 && trace.num_experts > 0 && trace.num_experts_used > 0 &&
-                             trace.num_tokens > 0,
-                         FormatError, "{}:{}: 'layers', 'experts', 'top_k' and 'tokens' must come before 'layer'",
-                         source, line_no);
+            MOERIG_CHECK(
+                trace.num_layers > 0 && trace.num_experts > 0 && trace.num_experts_used > 0 && trace.num_tokens > 0,
+                FormatError, "{}:{}: 'layers', 'experts', 'top_k' and 'tokens' must come before 'layer'", source,
+                line_no);
             MOERIG_CHECK(words.size() == 2 + trace.num_experts, FormatError,
                          "{}:{}: layer line has {} counts, expected {} (one per expert)", source, line_no,
                          words.size() - 2, trace.num_experts);
@@ -94,8 +96,8 @@ RoutingTrace parse_trace(const std::string& text, const std::string& source) {
         }
         MOERIG_CHECK(words.size() == 2, FormatError, "{}:{}: expected '<key> <value>', got '{}'", source, line_no,
                      line);
-        MOERIG_CHECK(!seen_layer || key == "model", FormatError,
-                     "{}:{}: header key '{}' after the first layer line", source, line_no, key);
+        MOERIG_CHECK(!seen_layer || key == "model", FormatError, "{}:{}: header key '{}' after the first layer line",
+                     source, line_no, key);
         if (key == "model") {
             trace.model = std::string(words[1]);
         } else if (key == "layers") {

@@ -14,8 +14,8 @@ struct RoutingTrace {
     std::string model;  // model name the trace was recorded or generated for
     uint32_t num_layers = 0;
     uint32_t num_experts = 0;
-    uint32_t num_experts_used = 0;       // top-k
-    uint64_t num_tokens = 0;             // tokens routed per MoE layer
+    uint32_t num_experts_used = 0;              // top-k
+    uint64_t num_tokens = 0;                    // tokens routed per MoE layer
     std::vector<std::vector<uint64_t>> counts;  // (num_layers, num_experts) or (num_layers, 0)
 
     bool has_layer(uint32_t layer_idx) const { return layer_idx < counts.size() && !counts[layer_idx].empty(); }

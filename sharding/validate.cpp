@@ -32,9 +32,10 @@ std::vector<std::string> check_layout(const PlanProblem& problem, const Layout& 
             double share = 0;
             for (const ExpertCopy& c : copies) {
                 share += c.share;
-                if (c.card_idx != kOnHost && std::find(group.begin(), group.end(), uint32_t(c.card_idx)) == group.end()) {
-                    out.push_back(fmt::format("layer {} expert {}: copy on card {} outside the layer's group", l, e,
-                                              c.card_idx));
+                if (c.card_idx != kOnHost &&
+                    std::find(group.begin(), group.end(), uint32_t(c.card_idx)) == group.end()) {
+                    out.push_back(
+                        fmt::format("layer {} expert {}: copy on card {} outside the layer's group", l, e, c.card_idx));
                 }
             }
             if (copies.empty()) out.push_back(fmt::format("layer {} expert {} is not placed", l, e));
@@ -54,7 +55,8 @@ std::vector<std::string> check_layout(const PlanProblem& problem, const Layout& 
     for (uint32_t c = 0; c < problem.num_cards(); ++c) {
         const CardMemory& m = layout.memory[c];
         if (m.experts != expert_bytes[c]) {
-            out.push_back(fmt::format("card {}: expert bytes {} do not match its slots ({})", c, m.experts, expert_bytes[c]));
+            out.push_back(
+                fmt::format("card {}: expert bytes {} do not match its slots ({})", c, m.experts, expert_bytes[c]));
         }
         if (m.total() > problem.cards[c].vram_bytes) {
             out.push_back(fmt::format("card {} ({}): {} bytes planned, over its {} bytes", problem.cards[c].name,
@@ -78,7 +80,9 @@ bool problem_fits(const PlanProblem& problem) {
 
 namespace {
 
-std::string gb(double bytes) { return fmt::format("{:.1f} GB", bytes / 1e9); }
+std::string gb(double bytes) {
+    return fmt::format("{:.1f} GB", bytes / 1e9);
+}
 
 bool fits_with(const ModelAccount& model, const RigSpec& rig, const Workload& workload, PlanOptions options,
                const RoutingTrace* trace) {
@@ -149,11 +153,10 @@ FitAdvice explain_no_fit(const ModelAccount& model, const RigSpec& rig, const Wo
     const PlanProblem problem = make_problem(model, rig, workload, options, trace);
     proportional_overage(problem, advice);
     const double over = static_cast<double>(advice.need_bytes) - static_cast<double>(advice.vram_bytes);
-    advice.reason = over > 0 ? fmt::format("{} {} needs {} on the cards but rig {} has {} (over by {}): {}",
-                                           model.spec.name, model.quant, gb(advice.need_bytes), rig.name,
-                                           gb(advice.vram_bytes), gb(over), reason)
-                             : fmt::format("{} {} does not fit rig {}: {}", model.spec.name, model.quant, rig.name,
-                                           reason);
+    advice.reason =
+        over > 0 ? fmt::format("{} {} needs {} on the cards but rig {} has {} (over by {}): {}", model.spec.name,
+                               model.quant, gb(advice.need_bytes), rig.name, gb(advice.vram_bytes), gb(over), reason)
+                 : fmt::format("{} {} does not fit rig {}: {}", model.spec.name, model.quant, rig.name, reason);
 
     // More cards of a kind already in the rig: exponential then binary search on the count.
     std::vector<std::string> kinds_done;
@@ -170,8 +173,8 @@ FitAdvice explain_no_fit(const ModelAccount& model, const RigSpec& rig, const Wo
             const uint32_t mid = (lo + hi) / 2;
             (fits_with(model, with_extra_cards(rig, card, mid), workload, options, trace) ? hi : lo) = mid;
         }
-        advice.suggestions.push_back(fmt::format("{} more {} card{} would fit it ({} cards in all)", hi,
-                                                 card.spec.name, hi == 1 ? "" : "s", rig.cards.size() + hi));
+        advice.suggestions.push_back(fmt::format("{} more {} card{} would fit it ({} cards in all)", hi, card.spec.name,
+                                                 hi == 1 ? "" : "s", rig.cards.size() + hi));
     }
     // A smaller quant: the largest (best quality) that fits.
     if (requant) {

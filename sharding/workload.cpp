@@ -41,10 +41,14 @@ StrategyChoice parse_strategy_choice(std::string_view name) {
 
 std::string_view strategy_name(proto::Strategy strategy) {
     switch (strategy) {
-        case proto::PIPELINE: return "pipeline";
-        case proto::EXPERT_PARALLEL: return "expert_parallel";
-        case proto::HYBRID: return "hybrid";
-        default: return "unspecified";
+        case proto::PIPELINE:
+            return "pipeline";
+        case proto::EXPERT_PARALLEL:
+            return "expert_parallel";
+        case proto::HYBRID:
+            return "hybrid";
+        default:
+            return "unspecified";
     }
 }
 

@@ -12,10 +12,10 @@ namespace moerig::sharding {
 
 /// The traffic a plan is optimised for. The KV cache is sized for `batch` sequences of `context` tokens.
 struct Workload {
-    uint32_t batch = 1;      // concurrent sequences in decode
+    uint32_t batch = 1;       // concurrent sequences in decode
     uint32_t context = 4096;  // KV tokens per sequence
-    uint32_t prompt = 512;   // prompt tokens per request (prefill, time to first token)
-    uint32_t gen = 256;      // generated tokens per request
+    uint32_t prompt = 512;    // prompt tokens per request (prefill, time to first token)
+    uint32_t gen = 256;       // generated tokens per request
 
     /// ConfigError naming the field when a value is zero, absurd, or prompt + gen exceeds context.
     void validate() const;

@@ -5,6 +5,9 @@
 # step does not stop the others; OUTDIR/summary.txt lists PASS/FAIL/SKIP per step plus the figures.
 # Exit code: 0 when no step failed, 1 otherwise. At most 8 files are written, all directly in OUTDIR.
 # Usage: tools/device-check.sh OUTDIR   (env: BUILD_DIR=build-device, CUDA_ARCH=90, JOBS=$(nproc))
+# A machine without our Debian build dependencies (the lent H200 has none and no network) runs binaries
+# built elsewhere by tools/device-prebuild.sh: when PREBUILT_DIR (default .device-bin) holds them, the
+# dependency and build steps are skipped and those binaries run with their libraries on LD_LIBRARY_PATH.
 set -u -o pipefail
 
 OUT=${1:?usage: tools/device-check.sh OUTDIR}
@@ -16,6 +19,36 @@ BUILD_DIR=${BUILD_DIR:-build-device}
 CUDA_ARCH=${CUDA_ARCH:-90}
 JOBS=${JOBS:-$(nproc)}
 SUMMARY="$OUT/summary.txt"
+PREBUILT_DIR=${PREBUILT_DIR:-.device-bin}
+PREBUILT=0
+[ -f "$PREBUILT_DIR/PREBUILT" ] && PREBUILT=1
+# Paths of the binaries each step runs (a fresh build, or the prebuilt set).
+BIN_MOERIG="$BUILD_DIR/tools/moerig"
+BIN_KERNEL_TESTS="$BIN_KERNEL_TESTS"
+BIN_INTEGRATION_TESTS="$BIN_INTEGRATION_TESTS"
+BIN_BENCH="$BIN_BENCH"
+if [ $PREBUILT = 1 ]; then
+    BIN_MOERIG="$PREBUILT_DIR/bin/moerig"
+    BIN_KERNEL_TESTS="$PREBUILT_DIR/bin/moerig_kernel_tests"
+    BIN_INTEGRATION_TESTS="$PREBUILT_DIR/bin/moerig_integration_tests"
+    BIN_BENCH="$PREBUILT_DIR/bin/bench_cuda_decode"
+    # NCCL and cuBLAS come from the machine: the toolkit's lib64, or the Python wheels' copies.
+    extra=$(python3 - <<'PY' 2>/dev/null
+import importlib, os
+dirs = []
+for mod in ("nvidia.nccl", "nvidia.cublas", "nvidia.cuda_runtime"):
+    try:
+        m = importlib.import_module(mod)
+        for p in m.__path__:
+            if os.path.isdir(os.path.join(p, "lib")):
+                dirs.append(os.path.join(p, "lib"))
+    except Exception:
+        pass
+print(":".join(dirs))
+PY
+)
+    export LD_LIBRARY_PATH="$(cd "$PREBUILT_DIR/lib" && pwd):/usr/local/cuda/lib64:/usr/local/cuda/lib:${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 DRY_RUN=${DRY_RUN:-0}  # 1: run the CPU-side steps only (deps check, configure, build) for a rehearsal
 export PATH="/usr/local/cuda/bin:$PATH"
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
@@ -49,7 +82,9 @@ skip() { note "SKIP $1 ($2)"; }
 
 # gtest_figures LOG: the pass/fail counts and failed test names of a GoogleTest run.
 gtest_figures() {
-    grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|^\[==========\] [0-9]+ tests' "$1" | tail -8 | sed 's/^/    /' >>"$SUMMARY"
+    grep -E '^\[==========\] [0-9]+ tests? from .* ran|^\[  (PASSED|SKIPPED|FAILED) +\] [0-9]+ tests?' "$1" |
+        sed 's/^/    /' >>"$SUMMARY"
+    grep -E '^\[  FAILED  \] [A-Za-z]' "$1" | sort -u | head -20 | sed 's/^/    /' >>"$SUMMARY"
 }
 
 note "device-check $(date -u +%FT%TZ) on $(hostname): repo $ROOT, build $BUILD_DIR, sm_$CUDA_ARCH, -j$JOBS"
@@ -64,48 +99,62 @@ DEPS_LOG="$OUT/deps.log"
     command -v cmake && cmake --version | head -1
     for h in /usr/local/cuda/include/nccl.h /usr/include/nccl.h; do [ -f "$h" ] && echo "found $h"; done
 } >"$DEPS_LOG" 2>&1
-pkgs=$(sed -n '/^pkgs=(/,/)/p' tools/install-deps.sh | tr -d '()' | sed 's/pkgs=//' | tr -s ' \n' ' ')
-missing=""
-for p in $pkgs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "missing Debian packages:$missing" >>"$DEPS_LOG"
-    if [ "$DRY_RUN" = 1 ]; then
-        skip deps "missing:$missing; not installed in a dry run"
-    elif run_step deps "$DEPS_LOG" 240 bash tools/install-deps.sh; then
-        :
-    else
-        note "    apt could not install:$missing (continuing with what builds)"
-    fi
-else
-    note "PASS deps (all packages of tools/install-deps.sh present)"
-fi
-if ! command -v nvcc >/dev/null; then
-    note "FAIL nvcc not found: the CUDA targets cannot be built"
-    failures=$((failures + 1))
-fi
-
-# 2. Configure and build only the targets the checks need, each on its own so one failure spares the rest.
-BUILD_LOG="$OUT/build.log"
-built_ok=0
-if run_step configure "$BUILD_LOG" 180 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DMOERIG_CUDA=ON -DMOERIG_TESTS=ON -DMOERIG_BENCHMARKS=ON; then
-    built_ok=1
+if [ $PREBUILT = 1 ]; then
+    note "PREBUILT binaries from $PREBUILT_DIR (tools/device-prebuild.sh): dependency and build steps skipped"
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >>"$DEPS_LOG"
+    for b in "$PREBUILT_DIR"/bin/*; do ldd "$b" >>"$DEPS_LOG" 2>&1; done
 fi
 targets="moerig_kernels_cuda moerig_kernel_tests moerig_integration_tests bench_cuda_decode moerig"
 declare -A target_ok
-for target in $targets; do target_ok[$target]=0; done
-if [ $built_ok -eq 0 ]; then
-    skip build "configure failed"
-elif run_step build "$BUILD_LOG" 420 cmake --build "$BUILD_DIR" -j"$JOBS" --target $targets; then
-    for target in $targets; do target_ok[$target]=1; done
+if [ $PREBUILT = 1 ]; then
+    target_ok[moerig]=0; target_ok[moerig_kernel_tests]=0; target_ok[moerig_integration_tests]=0
+    target_ok[bench_cuda_decode]=0
+    [ -x "$BIN_MOERIG" ] && target_ok[moerig]=1
+    [ -x "$BIN_KERNEL_TESTS" ] && target_ok[moerig_kernel_tests]=1
+    [ -x "$BIN_INTEGRATION_TESTS" ] && target_ok[moerig_integration_tests]=1
+    [ -x "$BIN_BENCH" ] && target_ok[bench_cuda_decode]=1
 else
-    # Find out which targets do build, so that their checks still run.
-    for target in $targets; do
-        run_step "build $target" "$BUILD_LOG" 300 cmake --build "$BUILD_DIR" -j"$JOBS" --target "$target" &&
-            target_ok[$target]=1
+    pkgs=$(sed -n '/^pkgs=(/,/)/p' tools/install-deps.sh | tr -d '()' | sed 's/pkgs=//' | tr -s ' \n' ' ')
+    missing=""
+    for p in $pkgs; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
     done
+    if [ -n "$missing" ]; then
+        echo "missing Debian packages:$missing" >>"$DEPS_LOG"
+        if [ "$DRY_RUN" = 1 ]; then
+            skip deps "missing:$missing; not installed in a dry run"
+        elif run_step deps "$DEPS_LOG" 240 bash tools/install-deps.sh; then
+            :
+        else
+            note "    apt could not install:$missing (continuing with what builds)"
+        fi
+    else
+        note "PASS deps (all packages of tools/install-deps.sh present)"
+    fi
+    if ! command -v nvcc >/dev/null; then
+        note "FAIL nvcc not found: the CUDA targets cannot be built"
+        failures=$((failures + 1))
+    fi
+
+    # 2. Configure and build only the targets the checks need, each on its own so one failure spares the rest.
+    BUILD_LOG="$OUT/build.log"
+    built_ok=0
+    if run_step configure "$BUILD_LOG" 180 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DMOERIG_CUDA=ON -DMOERIG_TESTS=ON -DMOERIG_BENCHMARKS=ON; then
+        built_ok=1
+    fi
+    for target in $targets; do target_ok[$target]=0; done
+    if [ $built_ok -eq 0 ]; then
+        skip build "configure failed"
+    elif run_step build "$BUILD_LOG" 420 cmake --build "$BUILD_DIR" -j"$JOBS" --target $targets; then
+        for target in $targets; do target_ok[$target]=1; done
+    elif [ "$(tail -1 "$BUILD_LOG")" != "=== build: timed out after 420s" ]; then
+        # A compile error somewhere: find out which targets do build, so that their checks still run.
+        for target in $targets; do
+            run_step "build $target" "$BUILD_LOG" 150 cmake --build "$BUILD_DIR" -j"$JOBS" --target "$target" &&
+                target_ok[$target]=1
+        done
+    fi
 fi
 
 if [ "$DRY_RUN" = 1 ]; then
@@ -118,9 +167,9 @@ fi
 # 3. moerig probe: GPUs, trained PCIe link, P2P, and the rig YAML it would write.
 PROBE_LOG="$OUT/probe.log"
 if [ "${target_ok[moerig]}" = 1 ]; then
-    run_step probe "$PROBE_LOG" 60 "$BUILD_DIR/tools/moerig" probe --out "$BUILD_DIR/probed-rig.yaml"
-    "$BUILD_DIR/tools/moerig" probe --json >>"$PROBE_LOG" 2>&1
-    cat "$BUILD_DIR/probed-rig.yaml" >>"$PROBE_LOG" 2>/dev/null
+    run_step probe "$PROBE_LOG" 60 "$BIN_MOERIG" probe --out /tmp/moerig-probed-rig.yaml
+    "$BIN_MOERIG" probe --json >>"$PROBE_LOG" 2>&1
+    cat /tmp/moerig-probed-rig.yaml >>"$PROBE_LOG" 2>/dev/null
     grep '^GPU ' "$PROBE_LOG" | head -4 | sed 's/^/    /' >>"$SUMMARY"
 else
     skip probe "moerig did not build"
@@ -129,7 +178,7 @@ fi
 # 4. CUDA kernel tests: every op against its CPU reference.
 KT_LOG="$OUT/kernel-tests.log"
 if [ "${target_ok[moerig_kernel_tests]}" = 1 ]; then
-    run_step "cuda kernel tests" "$KT_LOG" 300 "$BUILD_DIR/tests/moerig_kernel_tests" --gtest_filter='*Cuda*'
+    run_step "cuda kernel tests" "$KT_LOG" 300 "$BIN_KERNEL_TESTS" --gtest_filter='*Cuda*'
     gtest_figures "$KT_LOG"
     if grep -q 'SKIPPED.*no CUDA GPU' "$KT_LOG" || grep -q 'no CUDA GPU on this machine' "$KT_LOG"; then
         note "FAIL cuda kernel tests skipped: the GPU was not visible to CUDA"
@@ -142,15 +191,15 @@ fi
 # 5. CudaDevice, virtual cards on one GPU, and the one-rank NCCL communicator.
 RT_LOG="$OUT/runtime-tests.log"
 if [ "${target_ok[moerig_integration_tests]}" = 1 ]; then
-    run_step "cuda device + nccl tests" "$RT_LOG" 180 "$BUILD_DIR/tests/moerig_integration_tests" \
-        --gtest_filter='CudaDevice*:NcclCommunicator*'
+    run_step "cuda device + nccl tests" "$RT_LOG" 180 "$BIN_INTEGRATION_TESTS" \
+        --gtest_filter='CudaDevice*:CudaGraphStep*:NcclCommunicator*'
     gtest_figures "$RT_LOG"
 else
     skip "cuda device + nccl tests" "moerig_integration_tests did not build"
 fi
 # End-to-end fixture models and sharded runs on the GPU need a GPU forward pass in the engine; none is
 # wired into `moerig run` yet, so these are reported rather than silently omitted.
-if [ "${target_ok[moerig]}" = 1 ] && "$BUILD_DIR/tools/moerig" run --help 2>/dev/null | grep -qi -- '--gpu\|cuda'; then
+if [ "${target_ok[moerig]}" = 1 ] && "$BIN_MOERIG" run --help 2>/dev/null | grep -qiE -- '--(gpu|cuda|device)\b'; then
     note "NOTE moerig run has a GPU option now: add its fixture and 4-virtual-card runs to this script"
 else
     skip "fixture models end-to-end on the GPU" "no GPU forward path in moerig run yet"
@@ -160,7 +209,7 @@ fi
 # 6. Decode benchmark: weight bytes per step / time vs device-to-device cudaMemcpy bandwidth.
 BENCH_LOG="$OUT/bench.log"
 if [ "${target_ok[bench_cuda_decode]}" = 1 ]; then
-    run_step bench_cuda_decode "$BENCH_LOG" 240 "$BUILD_DIR/bench/bench_cuda_decode" --iters 20
+    run_step bench_cuda_decode "$BENCH_LOG" 240 "$BIN_BENCH" --iters 20
     grep -E '^(GPU|weights|validate|decode step|single|device-to-device|RESULT|note)' "$BENCH_LOG" |
         sed 's/^/    /' >>"$SUMMARY"
 else

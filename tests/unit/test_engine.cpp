@@ -38,7 +38,7 @@ struct TinySpec {
     uint32_t seed = 7;
     int32_t eos_id = -1;
     bool zero_output = false;
-    std::string attn_q_type;  // override for attn_q (error tests)
+    std::string attn_q_type;        // override for attn_q (error tests)
     int64_t declared_n_ff_exp = 0;  // written instead of n_ff_exp when > 0 (error tests)
 };
 
@@ -78,13 +78,13 @@ class TinyWriter {
     void experts(const std::string& name, const std::string& dense_name, int64_t rows, int64_t cols, int64_t n) {
         std::vector<float> all;
         for (int64_t e = 0; e < n; ++e) {
-            const auto one = s_.identical_experts ? values(s_, dense_name, rows * cols, 1.f / std::sqrt(float(cols)))
-                                                  : values(s_, name + std::to_string(e), rows * cols,
-                                                           1.f / std::sqrt(float(cols)));
+            const auto one = s_.identical_experts
+                                 ? values(s_, dense_name, rows * cols, 1.f / std::sqrt(float(cols)))
+                                 : values(s_, name + std::to_string(e), rows * cols, 1.f / std::sqrt(float(cols)));
             all.insert(all.end(), one.begin(), one.end());
         }
-        b_.tensor(name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), static_cast<uint64_t>(n)},
-                  s_.wtype, encode(s_.wtype, all));
+        b_.tensor(name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), static_cast<uint64_t>(n)}, s_.wtype,
+                  encode(s_.wtype, all));
     }
     GgufBuilder& builder() { return b_; }
 
@@ -93,7 +93,9 @@ class TinyWriter {
     GgufBuilder b_;
 };
 
-std::string blk(int64_t i, const std::string& n) { return "blk." + std::to_string(i) + "." + n + ".weight"; }
+std::string blk(int64_t i, const std::string& n) {
+    return "blk." + std::to_string(i) + "." + n + ".weight";
+}
 
 GgufBuilder build(const TinySpec& s) {
     TinyWriter w(s);
@@ -178,8 +180,7 @@ GgufBuilder build(const TinySpec& s) {
                          encode(DType::F32, v_b));
             }
         } else {
-            const auto q_type =
-                s.attn_q_type.empty() ? std::nullopt : moerig::dtype_from_name(s.attn_q_type);
+            const auto q_type = s.attn_q_type.empty() ? std::nullopt : moerig::dtype_from_name(s.attn_q_type);
             w.mat(blk(i, "attn_q"), s.n_head * hd, s.n_embd, 0.f, q_type);
             w.mat(blk(i, "attn_k"), s.n_head_kv * hd, s.n_embd);
             w.mat(blk(i, "attn_v"), s.n_head_kv * hd, s.n_embd);
@@ -391,8 +392,10 @@ std::vector<float> naive_llama_last_logits(const TinySpec& s, const std::vector<
     for (int64_t t = 0; t < T; ++t) x[t].assign(emb.begin() + toks[t] * E, emb.begin() + (toks[t] + 1) * E);
     for (int64_t i = 0; i < s.n_layer; ++i) {
         const auto an = values(s, blk(i, "attn_norm"), E, 0.1f, 1.f), fn = values(s, blk(i, "ffn_norm"), E, 0.1f, 1.f);
-        const auto wq = values(s, blk(i, "attn_q"), H * hd * E, sc(E)), wk = values(s, blk(i, "attn_k"), KV * hd * E, sc(E));
-        const auto wv = values(s, blk(i, "attn_v"), KV * hd * E, sc(E)), wo = values(s, blk(i, "attn_output"), E * E, sc(E));
+        const auto wq = values(s, blk(i, "attn_q"), H * hd * E, sc(E)),
+                   wk = values(s, blk(i, "attn_k"), KV * hd * E, sc(E));
+        const auto wv = values(s, blk(i, "attn_v"), KV * hd * E, sc(E)),
+                   wo = values(s, blk(i, "attn_output"), E * E, sc(E));
         std::vector<std::vector<float>> q(T), k(T), v(T);
         for (int64_t t = 0; t < T; ++t) {
             const auto xn = naive_rms(x[t], an, eps);
@@ -430,7 +433,8 @@ std::vector<float> naive_llama_last_logits(const TinySpec& s, const std::vector<
             const auto o = naive_mv(wo, E, att);
             for (int64_t c = 0; c < E; ++c) x[t][c] += o[c];
         }
-        const auto wg = values(s, blk(i, "ffn_gate"), s.n_ff * E, sc(E)), wu = values(s, blk(i, "ffn_up"), s.n_ff * E, sc(E));
+        const auto wg = values(s, blk(i, "ffn_gate"), s.n_ff * E, sc(E)),
+                   wu = values(s, blk(i, "ffn_up"), s.n_ff * E, sc(E));
         const auto wd = values(s, blk(i, "ffn_down"), E * s.n_ff, sc(s.n_ff));
         for (int64_t t = 0; t < T; ++t) {
             const auto xn = naive_rms(x[t], fn, eps);

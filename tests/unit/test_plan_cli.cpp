@@ -47,7 +47,9 @@ CliRun moerig(const std::string& args) {
     return r;
 }
 
-size_t count_lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+size_t count_lines(const std::string& s) {
+    return std::count(s.begin(), s.end(), '\n');
+}
 
 }  // namespace
 
@@ -89,10 +91,10 @@ TEST(PlanCli, DoesNotFitExitsTwoSayingByHowMuchAndWhatWouldFit) {
 }
 
 TEST(PlanCli, BadInputsExitTwoWithOneLine) {
-    for (const char* args : {"plan --model no-such-model", "plan --rig no-such-rig", "plan --quant Q9_Z",
-                             "plan --batch 0", "plan --prompt 5000", "plan --strategy sideways",
-                             "plan --trace /nonexistent.trace", "plan --out plan.docx", "plan --load /nonexistent.pb",
-                             "plan --no-such-flag"}) {
+    for (const char* args :
+         {"plan --model no-such-model", "plan --rig no-such-rig", "plan --quant Q9_Z", "plan --batch 0",
+          "plan --prompt 5000", "plan --strategy sideways", "plan --trace /nonexistent.trace", "plan --out plan.docx",
+          "plan --load /nonexistent.pb", "plan --no-such-flag"}) {
         const CliRun r = moerig(args);
         EXPECT_EQ(r.code, 2) << args;
         EXPECT_EQ(r.out, "") << args;
@@ -144,7 +146,8 @@ TEST(PlanCli, HelpDocumentsEveryFlag) {
 
 TEST(PlanCli, SynthTraceWritesATraceThePlannerAccepts) {
     const std::string path = temp_path("synth.trace");
-    ASSERT_EQ(moerig("plan --model olmoe-1b-7b --synth-trace " + path + " --trace-skew 1.2 --trace-tokens 256").code, 0);
+    ASSERT_EQ(moerig("plan --model olmoe-1b-7b --synth-trace " + path + " --trace-skew 1.2 --trace-tokens 256").code,
+              0);
     const CliRun r = moerig("plan --model olmoe-1b-7b --quant Q4_K_M --rig p40-4x-gen3x16 --json --trace " + path);
     EXPECT_EQ(r.code, 0) << r.err;
     std::filesystem::remove(path);

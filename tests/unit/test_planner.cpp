@@ -1,9 +1,8 @@
 // Planner properties over seeded random rigs (every expert placed, no card over budget, deterministic),
 // the layer-partition DP against brute force, expert placement (trace balance, replication, spill), the
 // cost model's monotonicity and strategy choice, and the does-not-fit advice.
-#include <gtest/gtest.h>
-
 #include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <functional>
@@ -52,7 +51,7 @@ RigSpec make_rig(const std::vector<CardGroup>& groups, uint64_t ram_bytes = 64ul
 }
 
 RigSpec random_rig(std::mt19937_64& rng) {
-    static const std::vector<std::string> kinds = {"P106-100",      "P104-100",   "RTX 3060 12GB", "CMP 40HX",
+    static const std::vector<std::string> kinds = {"P106-100",      "P104-100",  "RTX 3060 12GB", "CMP 40HX",
                                                    "RTX 2060 12GB", "Tesla P40", "GTX 1070",      "CMP 90HX"};
     std::vector<CardGroup> groups;
     const int num_groups = 1 + static_cast<int>(rng() % 3);
@@ -93,7 +92,8 @@ namespace {
 
 // Exhaustive search over every split of layers into bins (bins may be empty).
 double brute_force(uint32_t bin, uint32_t start, uint32_t num_bins, uint32_t num_layers,
-                   const std::function<double(uint32_t, uint32_t, uint32_t)>& cost, PartitionObjective obj, double hop) {
+                   const std::function<double(uint32_t, uint32_t, uint32_t)>& cost, PartitionObjective obj,
+                   double hop) {
     if (bin == num_bins) return start == num_layers ? 0.0 : kInfeasible;
     double best = brute_force(bin + 1, start, num_bins, num_layers, cost, obj, hop);  // empty bin
     for (uint32_t end = start + 1; end <= num_layers; ++end) {
@@ -230,8 +230,16 @@ TEST(Placement, PlanningOnATraceBalancesAHeldOutTraceBetterThanUniformPlanning) 
 }
 
 TEST(Placement, ReplicasOfHotExpertsUseSpareMemoryAndImproveBalance) {
-    const RigSpec rig = make_rig({{"RTX 3060 12GB", 4, 4, 16, true}});
-    const RoutingTrace trace = test_trace("olmoe-zipf-plan.trace");
+    // 16 cards share 8 token-slots per layer: the hottest experts alone exceed a card's fair share.
+    const RigSpec rig = make_rig({{"RTX 3060 12GB", 16, 4, 16, true}});
+    SyntheticTraceSpec spec;
+    spec.model = "olmoe-1b-7b";
+    spec.num_layers = 16;
+    spec.num_experts = 64;
+    spec.num_experts_used = 8;
+    spec.num_tokens = 2048;
+    spec.skew = 1.2;
+    const RoutingTrace trace = synthetic_trace(spec);
     PlanOptions options;
     options.strategy = StrategyChoice::kExpertParallel;
     options.replicate_hot_experts = false;
@@ -367,10 +375,10 @@ TEST(CostModel, MicroBatchedDecodeIsNeverSlowerThanWholeBatchSteps) {
 TEST(Validate, AdviceSaysByHowMuchPerCardAndTheSuggestedCardCountIsTheSmallestThatFits) {
     const RigSpec rig = make_rig({{"P106-100", 2, 1, 1}});
     const ModelAccount& model = qwen30b();
-    const PlanResult r = plan(model, rig, Workload{}, PlanOptions{}, nullptr,
-                              [](const std::string& q) -> std::optional<ModelAccount> {
-                                  return load_model("qwen3-30b-a3b", parse_quant_mix(q));
-                              });
+    const PlanResult r =
+        plan(model, rig, Workload{}, PlanOptions{}, nullptr, [](const std::string& q) -> std::optional<ModelAccount> {
+            return load_model("qwen3-30b-a3b", parse_quant_mix(q));
+        });
     ASSERT_FALSE(r.fits());
     ASSERT_TRUE(r.advice.has_value());
     EXPECT_NE(r.advice->reason.find("over by"), std::string::npos) << r.advice->reason;

@@ -1,12 +1,11 @@
 // Plan files round-trip in every format (binary, text, YAML, JSON), bad plan files fail naming the file,
 // and the three reports (text, JSON, HTML) show what they promise.
-#include <gtest/gtest.h>
-
 #include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "kernels/error.h"
 #include "sharding/accounting.h"

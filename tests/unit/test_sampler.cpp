@@ -42,9 +42,9 @@ TEST(Sampler, RepeatPenaltyDividesPositiveAndMultipliesNegativeLogits) {
     p.repeat_penalty = 1.1f;
     Sampler s(p);
     s.accept(0);
-    EXPECT_EQ(s.sample(std::vector<float>{2.0f, 1.9f}), 1);      // 2.0 / 1.1 = 1.82 < 1.9
-    EXPECT_EQ(s.sample(std::vector<float>{-1.0f, -1.05f}), 1);   // -1.0 * 1.1 = -1.1 < -1.05
-    EXPECT_EQ(s.sample(std::vector<float>{2.0f, 1.7f}), 0);      // 1.82 > 1.7: still wins
+    EXPECT_EQ(s.sample(std::vector<float>{2.0f, 1.9f}), 1);     // 2.0 / 1.1 = 1.82 < 1.9
+    EXPECT_EQ(s.sample(std::vector<float>{-1.0f, -1.05f}), 1);  // -1.0 * 1.1 = -1.1 < -1.05
+    EXPECT_EQ(s.sample(std::vector<float>{2.0f, 1.7f}), 0);     // 1.82 > 1.7: still wins
 }
 
 TEST(Sampler, RepeatPenaltyForgetsTokensOlderThanLastN) {

@@ -43,8 +43,8 @@ int run_perplexity(const PerplexityArgs& a) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = secs > 0 ? static_cast<double>(r.chunk_ppl.size()) * static_cast<double>(a.ctx) / secs : 0;
     if (a.json) {
-        const nlohmann::json j = {{"model", a.model},      {"file", a.file},          {"ctx", a.ctx},
-                                  {"tokens", tokens.size()}, {"ppl", r.ppl},          {"chunk_ppl", r.chunk_ppl},
+        const nlohmann::json j = {{"model", a.model},           {"file", a.file},     {"ctx", a.ctx},
+                                  {"tokens", tokens.size()},    {"ppl", r.ppl},       {"chunk_ppl", r.chunk_ppl},
                                   {"num_scored", r.num_scored}, {"tokens_per_s", tps}};
         std::puts(j.dump().c_str());
         return 0;
@@ -61,7 +61,9 @@ const Registrar kPerplexity(
         auto a = std::make_shared<PerplexityArgs>();
         sub.add_option("-m,--model", a->model, "GGUF model file")->required()->check(CLI::ExistingFile);
         sub.add_option("-f,--file", a->file, "text file")->required()->check(CLI::ExistingFile);
-        sub.add_option("-c,--ctx", a->ctx, "chunk size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
+        sub.add_option("-c,--ctx", a->ctx, "chunk size in tokens")
+            ->capture_default_str()
+            ->check(CLI::Range(4, 1 << 20));
         sub.add_option("--chunks", a->chunks, "score at most this many chunks (0: all)")->capture_default_str();
         sub.add_option("-t,--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
         sub.add_flag("--json", a->json, "print one JSON object");

@@ -47,12 +47,15 @@ struct PlanArgs {
     uint64_t trace_tokens = 1024;
 };
 
-bool is_gguf(const std::string& s) { return s.size() > 5 && s.compare(s.size() - 5, 5, ".gguf") == 0; }
+bool is_gguf(const std::string& s) {
+    return s.size() > 5 && s.compare(s.size() - 5, 5, ".gguf") == 0;
+}
 
 sharding::ModelAccount load_account(const PlanArgs& a) {
     if (a.quant.empty()) {
-        return is_gguf(a.model) || a.model != kDefaultModel ? sharding::load_model(a.model)
-                                                            : sharding::load_model(a.model, sharding::parse_quant_mix(kDefaultQuant));
+        return is_gguf(a.model) || a.model != kDefaultModel
+                   ? sharding::load_model(a.model)
+                   : sharding::load_model(a.model, sharding::parse_quant_mix(kDefaultQuant));
     }
     MOERIG_CHECK(!is_gguf(a.model), ConfigError, "--quant {}: a GGUF file's tensor types are fixed; drop --quant",
                  a.quant);
@@ -146,12 +149,14 @@ const Registrar kRegistrar(
         sub.add_flag("--spill", args->spill, "Allow cold experts to stay in host RAM when the cards cannot hold them");
         sub.add_flag("--no-replicate", args->no_replicate, "Do not replicate hot experts into spare memory");
         sub.add_flag("--json", args->json, "Print one JSON object instead of the table");
-        sub.add_option("--out", args->out, "Write the plan: plan.pb (binary), plan.txtpb (text), plan.yaml or plan.json");
+        sub.add_option("--out", args->out,
+                       "Write the plan: plan.pb (binary), plan.txtpb (text), plan.yaml or plan.json");
         sub.add_option("--html", args->html, "Write a self-contained HTML report (inline SVG) to this file");
         sub.add_option("--load", args->load, "Print a saved plan file instead of planning (with --json/--html/--out)");
         sub.add_option("--synth-trace", args->synth_trace,
                        "Write a synthetic Zipf-skewed routing trace for --model to this file and exit");
-        sub.add_option("--trace-seed", args->trace_seed, "Synthetic trace: expert popularity seed")->capture_default_str();
+        sub.add_option("--trace-seed", args->trace_seed, "Synthetic trace: expert popularity seed")
+            ->capture_default_str();
         sub.add_option("--trace-sample-seed", args->trace_sample_seed, "Synthetic trace: token sampling seed")
             ->capture_default_str();
         sub.add_option("--trace-skew", args->trace_skew, "Synthetic trace: Zipf exponent of expert popularity")

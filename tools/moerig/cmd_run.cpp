@@ -1,5 +1,7 @@
 // `moerig run -m model.gguf -p PROMPT -n 64 [sampling flags] [--threads N] [--ctx N] [--json]`: generates text
 // on the CPU, streaming it as it comes (whole UTF-8 characters only), then reports prompt and decode speed.
+// With --rig R [--plan P] [--emulate-links] it runs sharded over the rig's cards as virtual cards and reports
+// per card memory used vs predicted, busy time and bytes moved.
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -8,6 +10,7 @@
 #include "kernels/error.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
+#include "runtime/sharded_run.h"
 #include "runtime/tokenizer.h"
 #include "runtime/utf8_stream.h"
 #include "tools/moerig/command.h"
@@ -23,9 +26,94 @@ struct RunArgs {
     int threads = 0;
     int64_t ctx = 4096;
     bool json = false;
+    // Sharded execution over virtual cards.
+    std::string rig;
+    std::string plan;
+    bool emulate_links = false;
+    bool sleep_links = false;
+    bool int8_transfer = false;
+    std::string strategy = "auto";
+    int threads_per_card = 1;
 };
 
-double per_second(int64_t n, double seconds) { return seconds > 0 ? static_cast<double>(n) / seconds : 0.0; }
+double per_second(int64_t n, double seconds) {
+    return seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
+}
+
+std::string human_bytes(double b) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        ++u;
+    }
+    return fmt::format("{:.1f} {}", b, units[u]);
+}
+
+int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector<int32_t>& prompt) {
+    runtime::ShardedRunRequest req;
+    req.model_path = a.model;
+    req.rig = a.rig;
+    req.plan_path = a.plan;
+    req.prompt = prompt;
+    req.max_tokens = a.n_predict;
+    req.sampler = a.sampling;
+    req.context = a.ctx;
+    req.threads_per_card = a.threads_per_card;
+    req.emulate_links = a.emulate_links || a.sleep_links;
+    req.sleep_links = a.sleep_links;
+    req.quantize_8bit = a.int8_transfer;
+    req.strategy = a.strategy;
+    const runtime::ShardedRunResult r = runtime::run_sharded(req);
+    const auto& tok = model.tokenizer();
+    runtime::Utf8Stream utf8;
+    std::string text;
+    for (int32_t id : r.tokens) text += utf8.push(tok.token_to_piece(id, false));
+    text += utf8.finish();
+    const double prompt_tps = per_second(static_cast<int64_t>(prompt.size()), r.prefill_s);
+    if (a.json) {
+        nlohmann::json cards = nlohmann::json::array();
+        for (const auto& c : r.cards) {
+            cards.push_back({{"name", c.name},
+                             {"budget_bytes", c.budget_bytes},
+                             {"used_bytes", c.used_bytes},
+                             {"peak_bytes", c.peak_bytes},
+                             {"weights_bytes", c.weights_bytes},
+                             {"kv_bytes", c.kv_bytes},
+                             {"predicted_bytes", c.predicted_bytes},
+                             {"bytes_sent", c.bytes_sent},
+                             {"bytes_received", c.bytes_received},
+                             {"busy_s", c.busy_s},
+                             {"modelled_link_s", c.modelled_link_s}});
+        }
+        const nlohmann::json j = {{"model", a.model},
+                                  {"rig", a.rig},
+                                  {"plan", a.plan},
+                                  {"strategy", r.strategy},
+                                  {"prompt_tokens", prompt},
+                                  {"tokens", r.tokens},
+                                  {"text", text},
+                                  {"prompt_tokens_per_s", prompt_tps},
+                                  {"decode_tokens_per_s", r.decode_tokens_per_s},
+                                  {"predicted_decode_tokens_per_s", r.predicted_decode_tokens_per_s},
+                                  {"modelled_link_s", r.modelled_link_s},
+                                  {"cards", cards}};
+        std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        return 0;
+    }
+    std::printf("%s%s\n", a.prompt.c_str(), text.c_str());
+    std::printf("\n%-24s %12s %12s %12s %12s %12s %9s\n", "card", "used", "predicted", "budget", "sent", "received",
+                "busy_s");
+    for (const auto& c : r.cards) {
+        std::printf("%-24s %12s %12s %12s %12s %12s %9.3f\n", c.name.c_str(), human_bytes(c.used_bytes).c_str(),
+                    human_bytes(c.predicted_bytes).c_str(), human_bytes(c.budget_bytes).c_str(),
+                    human_bytes(c.bytes_sent).c_str(), human_bytes(c.bytes_received).c_str(), c.busy_s);
+    }
+    std::printf("strategy %s | prompt %.2f tok/s | decode %.2f tok/s (planner predicts %.2f on the real cards)%s\n",
+                r.strategy.c_str(), prompt_tps, r.decode_tokens_per_s, r.predicted_decode_tokens_per_s,
+                req.emulate_links ? fmt::format(" | modelled link time {:.3f} s", r.modelled_link_s).c_str() : "");
+    return 0;
+}
 
 int run_generate(const RunArgs& a) {
     runtime::ModelOptions opts;
@@ -40,6 +128,7 @@ int run_generate(const RunArgs& a) {
     const int64_t ctx = a.ctx;
     MOERIG_CHECK(static_cast<int64_t>(prompt.size()) < ctx, ConfigError,
                  "the prompt has {} tokens but the context is {} (--ctx)", prompt.size(), ctx);
+    if (!a.rig.empty() || !a.plan.empty()) return run_sharded(a, *model, prompt);
     runtime::Session session(*model, ctx);
 
     runtime::Utf8Stream utf8;
@@ -104,6 +193,17 @@ const Registrar kRun(
         sub.add_option("-t,--threads", a->threads, "CPU threads (0: all cores)")->capture_default_str();
         sub.add_option("-c,--ctx", a->ctx, "context size in tokens")->capture_default_str()->check(CLI::PositiveNumber);
         sub.add_flag("--json", a->json, "print one JSON object instead of streaming text");
+        sub.add_option("--rig", a->rig, "run sharded over this rig's cards as virtual cards (name or .yaml)");
+        sub.add_option("--plan", a->plan, "run sharded with this plan (from `moerig plan --out`) instead of planning");
+        sub.add_flag("--emulate-links", a->emulate_links, "model each card's PCIe link (gen x lanes, P2P or staged)");
+        sub.add_flag("--sleep-links", a->sleep_links, "with link emulation, let wall-clock time include link time");
+        sub.add_flag("--int8-transfer", a->int8_transfer, "send hidden states between cards as int8 + per-row scale");
+        sub.add_option("--strategy", a->strategy, "when planning: auto | pipeline | expert-parallel | hybrid")
+            ->capture_default_str()
+            ->check(CLI::IsMember({"auto", "pipeline", "expert-parallel", "hybrid"}));
+        sub.add_option("--threads-per-card", a->threads_per_card, "CPU threads per virtual card")
+            ->capture_default_str()
+            ->check(CLI::PositiveNumber);
         return [a] { return run_generate(*a); };
     },
     30);

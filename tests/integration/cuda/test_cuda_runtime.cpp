@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/error.h"
 #include "runtime/cuda/cuda_device.h"
+#include "runtime/cuda/cuda_graph.h"
 #include "runtime/cuda/nccl_communicator.h"
 
 namespace moerig::runtime::cuda {
@@ -61,6 +63,33 @@ TEST(CudaDevice, VirtualCardsOnOneGpuKeepSeparateBudgetsAndStreams) {
     EXPECT_EQ(cards[3]->memory_info().used_bytes, 12 * kMiB);
     EXPECT_NE(cards[0]->stream(), cards[1]->stream());
     EXPECT_NE(cards[1]->name(), cards[2]->name());
+}
+
+TEST(CudaGraphStep, ReplaysTheCapturedKernelsEachLaunch) {
+    MOERIG_REQUIRE_GPUS(1);
+    CudaDevice dev(0, 16 * kMiB);
+    constexpr int64_t kN = 1000;
+    std::vector<float> y0(kN), b(kN);
+    for (int64_t i = 0; i < kN; ++i) {
+        y0[i] = static_cast<float>(i);
+        b[i] = static_cast<float>(i % 7);
+    }
+    Buffer d_y = dev.alloc(kN * sizeof(float), MemoryKind::kActivations);
+    Buffer d_b = dev.alloc(kN * sizeof(float), MemoryKind::kActivations);
+    dev.copy_to_device(d_y.data(), y0.data(), kN * sizeof(float));
+    dev.copy_to_device(d_b.data(), b.data(), kN * sizeof(float));
+    CudaGraphStep step;
+    step.capture(dev.stream(), [&] {  // y += b, twice
+        kernels::cuda::add(d_y.as<float>(), d_b.as<float>(), d_y.as<float>(), kN, dev.stream());
+        kernels::cuda::add(d_y.as<float>(), d_b.as<float>(), d_y.as<float>(), kN, dev.stream());
+    });
+    ASSERT_TRUE(step.captured());
+    std::vector<float> got(kN);
+    dev.copy_to_host(got.data(), d_y.data(), kN * sizeof(float));
+    EXPECT_EQ(got, y0);  // capturing runs nothing
+    for (int i = 0; i < 3; ++i) step.launch(dev.stream());
+    dev.copy_to_host(got.data(), d_y.data(), kN * sizeof(float));
+    for (int64_t i = 0; i < kN; ++i) ASSERT_EQ(got[i], y0[i] + 6 * b[i]) << i;
 }
 
 TEST(NcclCommunicator, OneRankSelfExchangeAllToAllAndBarrier) {
