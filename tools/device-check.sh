@@ -24,9 +24,9 @@ PREBUILT=0
 [ -f "$PREBUILT_DIR/PREBUILT" ] && PREBUILT=1
 # Paths of the binaries each step runs (a fresh build, or the prebuilt set).
 BIN_MOERIG="$BUILD_DIR/tools/moerig"
-BIN_KERNEL_TESTS="$BIN_KERNEL_TESTS"
-BIN_INTEGRATION_TESTS="$BIN_INTEGRATION_TESTS"
-BIN_BENCH="$BIN_BENCH"
+BIN_KERNEL_TESTS="$BUILD_DIR/tests/moerig_kernel_tests"
+BIN_INTEGRATION_TESTS="$BUILD_DIR/tests/moerig_integration_tests"
+BIN_BENCH="$BUILD_DIR/bench/bench_cuda_decode"
 if [ $PREBUILT = 1 ]; then
     BIN_MOERIG="$PREBUILT_DIR/bin/moerig"
     BIN_KERNEL_TESTS="$PREBUILT_DIR/bin/moerig_kernel_tests"
