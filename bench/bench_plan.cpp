@@ -40,6 +40,13 @@ RigSpec mixed_rig(uint32_t num_cards, uint64_t host_ram) {
     return rig;
 }
 
+// Tokens per routing trace in the balance benchmark: a serving window (e.g. 64 requests x 512 generated
+// tokens), not a handful of requests. With 2048 tokens a card's share of one layer is ~256 token assignments,
+// whose Poisson noise alone caps mean/max near 0.85 for any placement (docs/plan.md); the short window is
+// still printed for comparison.
+constexpr uint64_t kShortWindowTokens = 2048;
+constexpr uint64_t kServingWindowTokens = 32768;
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -152,16 +159,19 @@ void bench_solve_time(const ModelAccount& deepseek) {
     }
 }
 
-void bench_balance(const ModelAccount& deepseek) {
+void bench_balance(const ModelAccount& deepseek, uint64_t num_tokens) {
     std::printf(
-        "\n== expert balance on a held-out skewed trace: DeepSeek-V3 Q4_K_M, 64 mixed cards, expert parallel\n");
+        "\n== expert balance on a held-out skewed trace: DeepSeek-V3 Q4_K_M, 64 mixed cards, expert parallel, "
+        "%llu-token traces\n",
+        static_cast<unsigned long long>(num_tokens));
     SyntheticTraceSpec spec;
     spec.model = deepseek.spec.name;
     spec.num_layers = deepseek.spec.num_layers;
     spec.num_dense_layers = deepseek.spec.num_leading_dense;
     spec.num_experts = deepseek.spec.num_experts;
     spec.num_experts_used = deepseek.spec.num_experts_used;
-    spec.num_tokens = 2048;
+    // Every trace below (planning, held-out, drifted) has the same window, for our plan and both baselines.
+    spec.num_tokens = num_tokens;
     spec.skew = 1.0;
     spec.popularity_seed = 42;
     spec.sample_seed = 1;
@@ -242,7 +252,8 @@ void bench_decode(const char* model_name, const char* quant, const char* rig_nam
 int main() {
     const ModelAccount deepseek = load_model("deepseek-v3", parse_quant_mix("Q4_K_M"));
     bench_solve_time(deepseek);
-    bench_balance(deepseek);
+    bench_balance(deepseek, kShortWindowTokens);
+    bench_balance(deepseek, kServingWindowTokens);
     std::printf(
         "\n== predicted decode on x1-riser rigs, ours vs llama.cpp-style proportional split (target >= 1.5x at batch "
         "16)\n");

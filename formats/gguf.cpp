@@ -2,11 +2,6 @@
 // raise FormatError with the offset, never read past the end or allocate absurd amounts.
 #include "formats/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <regex>
 
@@ -224,40 +219,15 @@ uint64_t GgufTensor::num_elems() const {
     return n;
 }
 
-GgufFile::GgufFile(const std::filesystem::path& path) : path_(path.string()) {
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    MOERIG_CHECK(fd >= 0, FormatError, "{}: cannot open: {}", path_, std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        MOERIG_THROW(FormatError, "{}: not a regular file", path_);
-    }
-    size_ = static_cast<uint64_t>(st.st_size);
-    if (size_ > 0) {
-        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        ::close(fd);
-        MOERIG_CHECK(p != MAP_FAILED, FormatError, "{}: mmap failed: {}", path_, std::strerror(errno));
-        bytes_ = static_cast<const uint8_t*>(p);
-        mapped_ = true;
-    } else {
-        ::close(fd);
-    }
-    try {
-        parse();
-    } catch (...) {
-        if (mapped_) ::munmap(const_cast<uint8_t*>(bytes_), size_);
-        mapped_ = false;
-        throw;
-    }
+GgufFile::GgufFile(const std::filesystem::path& path) : path_(path.string()), map_(path) {
+    bytes_ = map_.data();
+    size_ = map_.size();
+    parse();
 }
 
 GgufFile::GgufFile(const uint8_t* bytes, size_t size, std::string name)
     : path_(std::move(name)), bytes_(bytes), size_(size) {
     parse();
-}
-
-GgufFile::~GgufFile() {
-    if (mapped_) ::munmap(const_cast<uint8_t*>(bytes_), size_);
 }
 
 void GgufFile::parse() {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/mapped_file.h"
 #include "kernels/dtype.h"
 
 namespace moerig::formats {
@@ -69,7 +70,6 @@ class GgufFile {
     explicit GgufFile(const std::filesystem::path& path);
     /// Parses an in-memory image (fuzzing, tests); name is used in messages. The bytes must outlive this.
     GgufFile(const uint8_t* bytes, size_t size, std::string name);
-    ~GgufFile();
     GgufFile(const GgufFile&) = delete;
     GgufFile& operator=(const GgufFile&) = delete;
 
@@ -89,7 +89,7 @@ class GgufFile {
     std::string path_;
     const uint8_t* bytes_ = nullptr;
     uint64_t size_ = 0;
-    bool mapped_ = false;
+    MappedFile map_;  // empty for in-memory images
     uint32_t version_ = 0;
     uint32_t alignment_ = 32;
     uint64_t data_offset_ = 0;

@@ -2,11 +2,6 @@
 // and byte range is checked against the file before any pointer into the mapping is handed out.
 #include "formats/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -66,40 +61,15 @@ uint64_t StTensor::num_elems() const {
     return n;
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path.string()) {
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    MOERIG_CHECK(fd >= 0, FormatError, "{}: cannot open: {}", path_, std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        MOERIG_THROW(FormatError, "{}: not a regular file", path_);
-    }
-    size_ = static_cast<uint64_t>(st.st_size);
-    if (size_ > 0) {
-        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        ::close(fd);
-        MOERIG_CHECK(p != MAP_FAILED, FormatError, "{}: mmap failed: {}", path_, std::strerror(errno));
-        bytes_ = static_cast<const uint8_t*>(p);
-        mapped_ = true;
-    } else {
-        ::close(fd);
-    }
-    try {
-        parse();
-    } catch (...) {
-        if (mapped_) ::munmap(const_cast<uint8_t*>(bytes_), size_);
-        mapped_ = false;
-        throw;
-    }
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path.string()), map_(path) {
+    bytes_ = map_.data();
+    size_ = map_.size();
+    parse();
 }
 
 SafetensorsFile::SafetensorsFile(const uint8_t* bytes, size_t size, std::string name)
     : path_(std::move(name)), bytes_(bytes), size_(size) {
     parse();
-}
-
-SafetensorsFile::~SafetensorsFile() {
-    if (mapped_) ::munmap(const_cast<uint8_t*>(bytes_), size_);
 }
 
 const StTensor* SafetensorsFile::find(std::string_view name) const {

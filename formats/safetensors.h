@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "formats/mapped_file.h"
 #include "kernels/dtype.h"
 
 namespace moerig::formats {
@@ -59,7 +60,6 @@ class SafetensorsFile {
     explicit SafetensorsFile(const std::filesystem::path& path);
     /// Parses an in-memory image (fuzzing, tests); name is used in messages. The bytes must outlive this.
     SafetensorsFile(const uint8_t* bytes, size_t size, std::string name);
-    ~SafetensorsFile();
     SafetensorsFile(const SafetensorsFile&) = delete;
     SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
@@ -79,7 +79,7 @@ class SafetensorsFile {
     std::string path_;
     const uint8_t* bytes_ = nullptr;
     uint64_t size_ = 0;
-    bool mapped_ = false;
+    MappedFile map_;  // empty for in-memory images
     uint64_t data_offset_ = 0;
     std::map<std::string, std::string> metadata_;
     std::vector<StTensor> tensors_;

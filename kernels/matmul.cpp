@@ -1,13 +1,16 @@
 // Weight x activation products. The reference dequantises each weight row and accumulates in double; the fast
-// path quantises the (gathered) activations once, then walks tiles of weight rows, running every token over a
+// path converts the (gathered) activations once to the dot product's type (as llama.cpp: Q8_0/Q8_K, or F16/BF16
+// for half weights), then walks tiles of weight rows, running every token over a
 // tile while it is in cache, with rows (or, for small matrices, tokens) split over the thread pool.
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/error.h"
 #include "kernels/quant.h"
+#include "kernels/quant_blocks.h"
 #include "kernels/vec_dot.h"
 
 #if defined(__SSE__)
@@ -60,6 +63,25 @@ inline const float* x_row(const TokenRows& io, int64_t t) {
 }
 inline float* y_row(const TokenRows& io, int64_t t) {
     return io.y + (io.y_rows ? io.y_rows[t] : t) * io.y_stride;
+}
+
+// Activation rows in the dot product's type, as ggml-cpu's from_float of the vec_dot_type does on x86. Q8_0 is
+// ggml-cpu's AVX quantize_row_q8_0, not the reference quantizer: scale 127 / max|x| (not 1 / d) and rounding
+// ties to even (not away from zero). Q8_K (quantize_row_q8_K_ref), F16 and BF16 (round to nearest even) are
+// quantize_row's own conversions.
+void quantize_activations(DType act_type, const float* x, void* dst, int64_t n) {
+    if (act_type != DType::Q8_0) {
+        quantize_row(act_type, x, dst, n);
+        return;
+    }
+    auto* b = static_cast<BlockQ8_0*>(dst);
+    for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+        float amax = 0.0f;
+        for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+        b[i].d = fp32_to_fp16(amax / 127.f);
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        for (int j = 0; j < kQK; ++j) b[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+    }
 }
 
 TokenRows dense_io(const WeightView& w, const float* x, int64_t num_tokens, float* y) {
@@ -124,6 +146,32 @@ void matmul_ref(const WeightView& w, const float* x, int64_t num_tokens, float* 
     matmul_ref(w, dense_io(w, x, num_tokens, y));
 }
 
+void matmul_ref_act(const WeightView& w, const TokenRows& io) {
+    check_view(w, "matmul_ref_act");
+    check_io(w, io, "matmul_ref_act");
+    const DType act_type = activation_type(w.type);
+    if (act_type == DType::F32) {
+        matmul_ref(w, io);
+        return;
+    }
+    // Round-trip every activation row through the activation type, then run the exact reference on the result.
+    std::vector<uint8_t> packed(row_bytes(act_type, w.cols));
+    std::vector<float> xr(static_cast<size_t>(w.cols * io.num_tokens));
+    for (int64_t t = 0; t < io.num_tokens; ++t) {
+        quantize_activations(act_type, x_row(io, t), packed.data(), w.cols);
+        dequantize_row(act_type, packed.data(), xr.data() + t * w.cols, w.cols);
+    }
+    TokenRows rounded = io;
+    rounded.x = xr.data();
+    rounded.x_stride = w.cols;
+    rounded.x_rows = nullptr;
+    matmul_ref(w, rounded);
+}
+
+void matmul_ref_act(const WeightView& w, const float* x, int64_t num_tokens, float* y) {
+    matmul_ref_act(w, dense_io(w, x, num_tokens, y));
+}
+
 void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
     check_view(w, "matmul");
     check_io(w, io, "matmul");
@@ -143,7 +191,9 @@ void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
         if (act_buf.size() < act_bytes * num_tokens) act_buf.resize(act_bytes * num_tokens);
         uint8_t* base = act_buf.data();
         auto quantize = [&](int64_t t0, int64_t t1, int) {
-            for (int64_t t = t0; t < t1; ++t) quantize_row(act_type, x_row(io, t), base + act_bytes * t, w.cols);
+            for (int64_t t = t0; t < t1; ++t) {
+                quantize_activations(act_type, x_row(io, t), base + act_bytes * t, w.cols);
+            }
         };
         if (num_tokens >= 4) {
             pool.parallel_for(num_tokens, quantize);

@@ -45,11 +45,21 @@ struct TokenRows {
 };
 
 /// Reference: y[t*rows + r] = sum_c W[r, c] * x[t*cols + c], from dequantised weights, double accumulation.
+/// Activations are used as given (no rounding): the exact float product.
 void matmul_ref(const WeightView& w, const float* x, int64_t num_tokens, float* y);
 void matmul_ref(const WeightView& w, const TokenRows& io);
 
-/// Fast product, same contract as matmul_ref. Quantised weights use quantised activations (see
-/// activation_type), so results differ from matmul_ref by the activation quantisation error (~1e-4 NMSE).
+/// Reference of matmul's (and llama.cpp's ggml-cpu) semantic: each activation row is first converted to
+/// activation_type(w.type) and back (F16/BF16 weights: x rounded to F16/BF16, round to nearest even, as
+/// ggml's vec_dot_type; Q8_0 / Q8_K for quantised weights; F32 weights: unchanged), then the product with the
+/// dequantised weights is accumulated in double. matmul equals this up to the order of float additions.
+void matmul_ref_act(const WeightView& w, const float* x, int64_t num_tokens, float* y);
+void matmul_ref_act(const WeightView& w, const TokenRows& io);
+
+/// Fast product with matmul_ref_act's semantic. Activations are converted to activation_type(w.type) as
+/// llama.cpp does (Q8_0 / Q8_K for quantised weights, F16 / BF16 for F16 / BF16 weights, dot products summed
+/// in float), so results differ from the exact matmul_ref by that rounding (~1e-4 NMSE for Q8_K, ~1e-6 for
+/// BF16, ~1e-8 for F16, none for F32).
 /// Rows (or, for matrices with few rows, tokens) are split over the pool. Called from inside a task of the same
 /// pool (e.g. one expert per task), it runs on that thread alone. Scratch buffers are thread-local: no allocation
 /// per call once warm.

@@ -909,6 +909,10 @@ DType activation_type(DType weight) {
         case DType::Q6_K:
         case DType::Q8_K:
             return DType::Q8_K;
+        case DType::F16:
+            return DType::F16;  // ggml-cpu: vec_dot_type of F16 is F16 (x rounded to half, F32 sums)
+        case DType::BF16:
+            return DType::BF16;  // and of BF16 is BF16
         default:
             return DType::F32;
     }

@@ -43,7 +43,8 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n);
 size_t row_bytes(DType type, int64_t n);
 
 /// The type llama.cpp quantises activations to for a dot product with weights of type `weight`
-/// (Q8_0 for the 32-wide types and MXFP4, Q8_K for K-quants, F32 for float weights).
+/// (ggml-cpu's vec_dot_type: Q8_0 for the 32-wide types and MXFP4, Q8_K for K-quants, F16 / BF16 for F16 /
+/// BF16 weights, F32 for F32). llama.cpp uses Q8_1 for Q4_1/Q5_1; its quants equal Q8_0's, so Q8_0 is used.
 DType activation_type(DType weight);
 
 }  // namespace moerig::kernels

@@ -1,7 +1,7 @@
 // Dot products of weight rows (every supported type) with activations quantised as llama.cpp does:
-// Q8_0 for the 32-wide types and MXFP4, Q8_K for K-quants, F32 for float weights. Integer sums per block,
-// then one float multiply-add per block. A portable scalar version of every kernel, and AVX2 versions
-// (maddubs, or VNNI dpbusd where the build targets it) of the types MoE checkpoints use.
+// Q8_0 for the 32-wide types and MXFP4, Q8_K for K-quants, F16/BF16 for F16/BF16 weights, F32 for F32. Integer sums per
+// block, then one float multiply-add per block. A portable scalar version of every kernel, and AVX2 versions (maddubs,
+// or VNNI dpbusd where the build targets it) of the types MoE checkpoints use.
 #include "kernels/vec_dot.h"
 
 #include <cstring>
@@ -68,19 +68,21 @@ float dot_f32_scalar(const void* vw, const void* vx, int64_t n) {
     return sum;
 }
 
+// Half weights with half activations (as ggml-cpu): the product of two F16 (BF16) values is exact in float,
+// so only the order of the float additions differs from ggml_vec_dot_f16 / the tinyBLAS F16 kernel.
 float dot_f16_scalar(const void* vw, const void* vx, int64_t n) {
     const auto* w = static_cast<const uint16_t*>(vw);
-    const auto* x = static_cast<const float*>(vx);
+    const auto* x = static_cast<const uint16_t*>(vx);
     float sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += h2f(w[i]) * x[i];
+    for (int64_t i = 0; i < n; ++i) sum += h2f(w[i]) * h2f(x[i]);
     return sum;
 }
 
 float dot_bf16_scalar(const void* vw, const void* vx, int64_t n) {
     const auto* w = static_cast<const uint16_t*>(vw);
-    const auto* x = static_cast<const float*>(vx);
+    const auto* x = static_cast<const uint16_t*>(vx);
     float sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += bf16_to_fp32(w[i]) * x[i];
+    for (int64_t i = 0; i < n; ++i) sum += bf16_to_fp32(w[i]) * bf16_to_fp32(x[i]);
     return sum;
 }
 
@@ -369,21 +371,25 @@ inline __m256 load8_half(const uint16_t* p) {
     }
 }
 
+// Both operands half (F16 or BF16), widened to float; products are exact, sums are float FMAs in 4 x 8 lanes
+// (ggml_vec_dot_f16 and llamafile's tinyBLAS also accumulate widened products in float vector lanes).
 template <bool kBf16>
 float dot_half_avx2(const void* vw, const void* vx, int64_t n) {
     const auto* w = static_cast<const uint16_t*>(vw);
-    const auto* x = static_cast<const float*>(vx);
+    const auto* x = static_cast<const uint16_t*>(vx);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(load8_half<kBf16>(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(load8_half<kBf16>(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(load8_half<kBf16>(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(load8_half<kBf16>(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+        a0 = _mm256_fmadd_ps(load8_half<kBf16>(w + i), load8_half<kBf16>(x + i), a0);
+        a1 = _mm256_fmadd_ps(load8_half<kBf16>(w + i + 8), load8_half<kBf16>(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load8_half<kBf16>(w + i + 16), load8_half<kBf16>(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load8_half<kBf16>(w + i + 24), load8_half<kBf16>(x + i + 24), a3);
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load8_half<kBf16>(w + i), _mm256_loadu_ps(x + i), a0);
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load8_half<kBf16>(w + i), load8_half<kBf16>(x + i), a0);
     float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) sum += (kBf16 ? bf16_to_fp32(w[i]) : h2f(w[i])) * x[i];
+    for (; i < n; ++i) {
+        sum += kBf16 ? bf16_to_fp32(w[i]) * bf16_to_fp32(x[i]) : h2f(w[i]) * h2f(x[i]);
+    }
     return sum;
 }
 

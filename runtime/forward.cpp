@@ -95,11 +95,26 @@ RouterOutput Model::router(int64_t layer_idx, const float* xn, int64_t num_token
     const auto& l = weights_.layers.at(static_cast<size_t>(layer_idx));
     std::vector<float> logits(static_cast<size_t>(num_tokens * hp.n_expert));
     kernels::matmul(l.ffn_gate_inp, xn, num_tokens, logits.data(), pool);
+    if (l.ffn_gate_inp_b) {
+        for (int64_t t = 0; t < num_tokens; ++t) {
+            float* row = logits.data() + t * hp.n_expert;
+            kernels::add(row, l.ffn_gate_inp_b, row, hp.n_expert);
+        }
+    }
     kernels::RouterParams p;
     p.num_experts = hp.n_expert;
     p.num_experts_used = hp.n_expert_used;
-    p.gating =
-        hp.gating_func == GatingFunc::kSigmoid ? kernels::ExpertGating::kSigmoid : kernels::ExpertGating::kSoftmax;
+    switch (hp.gating_func) {
+        case GatingFunc::kSoftmax:
+            p.gating = kernels::ExpertGating::kSoftmax;
+            break;
+        case GatingFunc::kSigmoid:
+            p.gating = kernels::ExpertGating::kSigmoid;
+            break;
+        case GatingFunc::kSoftmaxWeight:
+            p.gating = kernels::ExpertGating::kSoftmaxWeight;
+            break;
+    }
     p.selection_bias = l.exp_probs_b;
     if (hp.n_expert_groups > 1) {
         p.num_groups = hp.n_expert_groups;
@@ -145,6 +160,11 @@ void Model::ffn(int64_t layer_idx, float* x, int64_t num_tokens, kernels::Thread
     }
     const RouterOutput route = router(layer_idx, xn.data(), num_tokens, pool);
     if (experts) {
+        const bool oai = l.swiglu_oai || l.gate_exps_b || l.up_exps_b || l.down_exps_b;
+        MOERIG_CHECK(!oai || experts->supports_oai_experts(), UnsupportedError,
+                     "layer {}: {} experts (per-expert biases, clamped SwiGLU) are not supported by this expert "
+                     "runner (sharded execution); run the model on one card",
+                     layer_idx, hp.arch_name);
         experts->run(layer_idx, xn.data(), route, out.data());
     } else {
         run_experts_local(l, n_embd, xn.data(), route, out.data(), pool);

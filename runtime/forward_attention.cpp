@@ -1,4 +1,5 @@
-// Attention step of the forward pass: grouped-query attention (Llama/Mixtral, Qwen-MoE, OLMoE) and
+// Attention step of the forward pass: grouped-query attention (Llama/Mixtral, Qwen-MoE, OLMoE; gpt-oss with
+// sink logits, biases and alternating sliding-window layers) and
 // DeepSeek's multi-head latent attention in llama.cpp's absorbed form (one latent K/V row per token,
 // queries mapped into the latent space through wk_b, outputs back through wv_b).
 #include <algorithm>
@@ -77,7 +78,9 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_
     }
     std::vector<int32_t> pos(static_cast<size_t>(num_tokens));
     for (int64_t t = 0; t < num_tokens; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
-    const auto rp = rope_params(hp, weights_.rope_freqs);
+    auto rp = rope_params(hp, weights_.rope_freqs);
+    const bool swa = hp.is_swa(layer_idx);
+    if (swa) rp.freq_base = hp.rope_freq_base_swa;
     kernels::rope(rp, q.data(), num_tokens, hp.n_head, q_dim, hd, pos.data());
     kernels::rope(rp, k.data(), num_tokens, hp.n_head_kv, k_dim, hd, pos.data());
     for (int64_t t = 0; t < num_tokens; ++t) {
@@ -91,6 +94,8 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_
     ap.head_dim = hd;
     ap.v_head_dim = hdv;
     ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    ap.sliding_window = swa ? hp.n_swa : 0;
+    ap.sinks = l.sinks;
     std::vector<float> att(static_cast<size_t>(num_tokens * hp.n_head * hdv));
     kernels::AttentionIo io;
     io.q = q.data();
@@ -110,6 +115,7 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_
     io.positions = pos.data();
     kernels::attention(ap, io, pool);
     kernels::matmul(l.wo, att.data(), num_tokens, out, pool);
+    add_bias(out, l.bo, num_tokens, hp.n_embd);
 }
 
 void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,

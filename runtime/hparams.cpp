@@ -11,7 +11,7 @@
 namespace moerig::runtime {
 
 const char* supported_architectures() {
-    return "llama (incl. Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2";
+    return "llama (incl. Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2, gpt-oss";
 }
 
 bool ModelHParams::is_eog(int32_t token) const {
@@ -26,6 +26,7 @@ Arch parse_arch(const std::string& name, const std::string& path) {
     if (name == "qwen3moe") return Arch::kQwen3Moe;
     if (name == "olmoe") return Arch::kOlmoe;
     if (name == "deepseek2") return Arch::kDeepseek2;
+    if (name == "gpt-oss") return Arch::kGptOss;
     MOERIG_THROW(UnsupportedError, "{}: general.architecture '{}' is not supported; supported: {}", path, name,
                  supported_architectures());
 }
@@ -59,6 +60,29 @@ void read_vocab(const formats::GgufModel& g, ModelHParams& hp) {
     std::sort(hp.eog_ids.begin(), hp.eog_ids.end());
     hp.eog_ids.erase(std::unique(hp.eog_ids.begin(), hp.eog_ids.end()), hp.eog_ids.end());
     if (hp.n_vocab == 0) hp.n_vocab = static_cast<int64_t>(tokens.size());
+}
+
+/// gpt-oss: window size, which layers slide (llama.cpp's load_swa_pattern: a per-layer bool array, or a period
+/// n where every layer but each n-th slides; default 2) and the sliding layers' RoPE base.
+void read_sliding_window(const formats::GgufModel& g, ModelHParams& hp) {
+    const std::string a = hp.arch_name;
+    hp.n_swa = static_cast<int64_t>(g.get_u64(a + ".attention.sliding_window"));
+    hp.swa_layers.assign(static_cast<size_t>(hp.n_layer), false);
+    const std::string pattern_key = a + ".attention.sliding_window_pattern";
+    const formats::GgufValue* pattern = g.find(pattern_key);
+    if (pattern && pattern->type == formats::GgufType::ARRAY) {
+        const auto flags = g.get_ints(pattern_key);
+        MOERIG_CHECK(static_cast<int64_t>(flags.size()) >= hp.n_layer, FormatError,
+                     "{}: {} has {} entries, expected one per layer ({})", g.path(), pattern_key, flags.size(),
+                     hp.n_layer);
+        for (int64_t il = 0; il < hp.n_layer; ++il) hp.swa_layers[static_cast<size_t>(il)] = flags[il] != 0;
+    } else {
+        const int64_t period = pattern ? static_cast<int64_t>(g.get_u64(pattern_key)) : 2;
+        for (int64_t il = 0; il < hp.n_layer; ++il)
+            hp.swa_layers[static_cast<size_t>(il)] = period == 0 || il % period < period - 1;
+    }
+    hp.rope_freq_base_swa = static_cast<float>(g.get_f64_opt(a + ".rope.freq_base_swa").value_or(hp.rope_freq_base));
+    MOERIG_CHECK(hp.n_swa > 0, FormatError, "{}: {}.attention.sliding_window must be > 0", g.path(), a);
 }
 
 }  // namespace
@@ -142,6 +166,10 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
     if (hp.arch == Arch::kLlama || hp.arch == Arch::kQwen3Moe) hp.expert_weights_norm = true;
     if (hp.arch == Arch::kQwen2Moe || hp.arch == Arch::kOlmoe) hp.expert_weights_norm = false;
     if (hp.arch != Arch::kDeepseek2) hp.gating_func = GatingFunc::kSoftmax;
+    if (hp.arch == Arch::kGptOss) {  // openai-moe graph: softmax over the selected logits, no renormalisation
+        hp.gating_func = GatingFunc::kSoftmaxWeight;
+        hp.expert_weights_norm = false;
+    }
     if (hp.arch != Arch::kDeepseek2) hp.n_layer_dense_lead = 0;
     // Without the key, llama.cpp sizes Mixtral's and OLMoE's experts by feed_forward_length, Qwen3's by
     // feed_forward_length / expert_used_count.
@@ -171,6 +199,7 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
     MOERIG_CHECK(hp.n_rot > 0 && hp.n_rot <= hp.head_dim_k && hp.n_rot % 2 == 0, FormatError,
                  "{}: {}.rope.dimension_count {} must be even and <= head size {}", g.path(), a, hp.n_rot,
                  hp.head_dim_k);
+    if (hp.arch == Arch::kGptOss) read_sliding_window(g, hp);
     read_vocab(g, hp);
     return hp;
 }

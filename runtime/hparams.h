@@ -13,7 +13,7 @@ class GgufModel;
 namespace moerig::runtime {
 
 /// Architectures the CPU engine runs (GGUF `general.architecture`).
-enum class Arch { kLlama, kQwen2Moe, kQwen3Moe, kOlmoe, kDeepseek2 };
+enum class Arch { kLlama, kQwen2Moe, kQwen3Moe, kOlmoe, kDeepseek2, kGptOss };
 
 /// Comma-separated list of supported `general.architecture` names, for error messages.
 const char* supported_architectures();
@@ -21,8 +21,9 @@ const char* supported_architectures();
 /// How rotary embedding pairs dimensions: NORM rotates (2i, 2i+1), NEOX rotates (i, i + n_rot/2).
 enum class RopeType { kNorm, kNeox };
 
-/// Expert gate: probabilities from the router logits (llama.cpp's expert_gating_func 1 and 2).
-enum class GatingFunc { kSoftmax = 1, kSigmoid = 2 };
+/// Expert gate: probabilities from the router logits (llama.cpp's expert_gating_func 1 and 2), or gpt-oss's
+/// softmax over the selected logits only (llama.cpp's SOFTMAX_WEIGHT, fixed by the architecture).
+enum class GatingFunc { kSoftmax = 1, kSigmoid = 2, kSoftmaxWeight = 3 };
 
 struct ModelHParams {
     Arch arch = Arch::kLlama;
@@ -52,6 +53,12 @@ struct ModelHParams {
     float yarn_beta_slow = 1.f;
     float yarn_log_mul = 0.f;
 
+    // Sliding-window attention (gpt-oss): layers with swa_layers[il] see only the last n_swa positions and
+    // rotate with rope_freq_base_swa.
+    int64_t n_swa = 0;
+    std::vector<bool> swa_layers;
+    float rope_freq_base_swa = 10000.f;
+
     // Mixture of experts (n_expert == 0: dense model).
     int64_t n_expert = 0;
     int64_t n_expert_used = 0;
@@ -78,6 +85,10 @@ struct ModelHParams {
 
     bool is_moe_layer(int64_t layer_idx) const { return n_expert > 0 && layer_idx >= n_layer_dense_lead; }
     bool is_mla() const { return arch == Arch::kDeepseek2; }
+    bool is_swa(int64_t layer_idx) const {
+        return n_swa > 0 && layer_idx < static_cast<int64_t>(swa_layers.size()) &&
+               swa_layers[static_cast<size_t>(layer_idx)];
+    }
     bool is_eog(int32_t token) const;
 
     /// Reads every field from the model's metadata; throws UnsupportedError for an unknown architecture and

@@ -7,23 +7,15 @@
 #include <algorithm>
 
 #include "kernels/error.h"
+#include "sharding/rig.h"
 
 namespace moerig::runtime {
 
 double pcie_lane_bytes_per_s(int pcie_gen) {
-    switch (pcie_gen) {
-        case 1:
-            return 0.25e9;
-        case 2:
-            return 0.5e9;
-        case 3:
-            return 0.985e9;
-        case 4:
-            return 1.97e9;
-        case 5:
-            return 3.94e9;
-    }
-    MOERIG_THROW(ConfigError, "PCIe generation {} is not known: expected 1 to 5", pcie_gen);
+    // The rate table lives with the rig model (sharding/rig.h); here an unknown generation is an error.
+    const double rate = pcie_gen > 0 ? sharding::pcie_lane_bytes_per_s(static_cast<uint32_t>(pcie_gen)) : 0.0;
+    MOERIG_CHECK(rate > 0, ConfigError, "PCIe generation {} is not known: expected 1 to 5", pcie_gen);
+    return rate;
 }
 
 double LinkSpec::bytes_per_s() const {

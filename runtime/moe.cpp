@@ -1,12 +1,19 @@
 // Local expert execution for one MoE layer. Token-expert assignments are bucketed by expert; each bucket
 // runs gate and up as one gathered product per expert (weights streamed once), SwiGLU, then down, and the
-// results are mixed back per token in selection order, as llama.cpp's build_moe_ffn sums them.
+// results are mixed back per token in selection order, as llama.cpp's build_moe_ffn sums them. Optional
+// per-expert biases and gpt-oss's clamped SwiGLU follow the same graph.
 #include "runtime/moe.h"
 
 #include "kernels/error.h"
 #include "kernels/ops.h"
 
 namespace moerig::runtime {
+
+namespace {
+// gpt-oss's clamped SwiGLU constants (llama.cpp build_moe_ffn, LLM_FFN_SWIGLU_OAI_MOE).
+constexpr float kOaiAlpha = 1.702f;
+constexpr float kOaiLimit = 7.0f;
+}  // namespace
 
 void run_experts_local(const LayerWeights& l, int64_t n_embd, const float* x, const RouterOutput& route, float* y,
                        kernels::ThreadPool& pool) {
@@ -44,12 +51,28 @@ void run_experts_local(const LayerWeights& l, int64_t n_embd, const float* x, co
         kernels::matmul(l.gate_exps.expert(e), io, pool);
         io.y = up.data();
         kernels::matmul(l.up_exps.expert(e), io, pool);
+        const float* gate_b = l.gate_exps_b ? l.gate_exps_b + e * n_ff : nullptr;
+        const float* up_b = l.up_exps_b ? l.up_exps_b + e * n_ff : nullptr;
         for (int64_t j = 0; j < count; ++j) {
             float* g = gate.data() + static_cast<int64_t>(slot[j]) * n_ff;
-            kernels::swiglu(g, up.data() + static_cast<int64_t>(slot[j]) * n_ff, g, n_ff);
+            float* u = up.data() + static_cast<int64_t>(slot[j]) * n_ff;
+            if (gate_b) kernels::add(g, gate_b, g, n_ff);
+            if (up_b) kernels::add(u, up_b, u, n_ff);
+            if (l.swiglu_oai) {
+                kernels::swiglu_oai(g, u, g, n_ff, kOaiAlpha, kOaiLimit);
+            } else {
+                kernels::swiglu(g, u, g, n_ff);
+            }
         }
         kernels::TokenRows io_down{gate.data(), n_ff, slot, down.data(), n_embd, slot, count};
         kernels::matmul(l.down_exps.expert(e), io_down, pool);
+        if (l.down_exps_b) {
+            const float* down_b = l.down_exps_b + e * n_embd;
+            for (int64_t j = 0; j < count; ++j) {
+                float* d = down.data() + static_cast<int64_t>(slot[j]) * n_embd;
+                kernels::add(d, down_b, d, n_embd);
+            }
+        }
     }
 
     for (int64_t t = 0; t < num_tokens; ++t) {

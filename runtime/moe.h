@@ -25,6 +25,9 @@ class ExpertRunner {
     /// x: [num_tokens][n_embd] (the FFN-normed inputs). Writes y[t] = sum_i weights[t,i] * E_{ids[t,i]}(x[t])
     /// (the sum in selection order), overwriting y: [num_tokens][n_embd].
     virtual void run(int64_t layer_idx, const float* x, const RouterOutput& route, float* y) = 0;
+    /// Whether run() applies per-expert biases and gpt-oss's clamped SwiGLU (LayerWeights::gate_exps_b ..,
+    /// swiglu_oai). The engine refuses such layers (UnsupportedError) through a runner that does not.
+    virtual bool supports_oai_experts() const { return false; }
 };
 
 /// Runs a layer's experts on this CPU: tokens grouped by expert, so each selected expert's weights are read
@@ -38,6 +41,7 @@ class LocalExpertRunner final : public ExpertRunner {
     LocalExpertRunner(const ModelWeights& weights, int64_t n_embd, kernels::ThreadPool& pool)
         : weights_(weights), n_embd_(n_embd), pool_(pool) {}
     void run(int64_t layer_idx, const float* x, const RouterOutput& route, float* y) override;
+    bool supports_oai_experts() const override { return true; }
 
   private:
     const ModelWeights& weights_;

@@ -66,6 +66,14 @@ class WeightBinder {
         return dequantized(*t).data();
     }
 
+    /// A float matrix [rows][cols] (GGUF ne {cols, rows}), e.g. per-expert biases; converted when not F32.
+    const float* vec2(const std::string& name, int64_t cols, int64_t rows) const {
+        const auto& t = require(name);
+        check_shape(t, {cols, rows});
+        if (t.type == DType::F32) return reinterpret_cast<const float*>(t.data);
+        return dequantized(t).data();
+    }
+
     std::vector<float>& dequantized(const formats::GgufTensor& t) const {
         MOERIG_CHECK(kernels::can_dequantize(t.type), UnsupportedError, "{}: tensor '{}' has unsupported type {}",
                      g_.path(), t.name, dtype_name(t.type));
@@ -150,6 +158,10 @@ void bind_layer(const WeightBinder& b, const ModelHParams& hp, int64_t i, LayerW
         l.bq = b.vec(blk_bias(i, "attn_q"), q_dim, false);
         l.bk = b.vec(blk_bias(i, "attn_k"), kv_dim, false);
         l.bv = b.vec(blk_bias(i, "attn_v"), v_dim, false);
+        if (hp.arch == Arch::kGptOss) {
+            l.bo = b.vec(blk_bias(i, "attn_output"), n_embd);
+            l.sinks = b.vec(blk(i, "attn_sinks"), hp.n_head);
+        }
         if (hp.arch == Arch::kQwen3Moe) {
             l.q_norm = b.vec(blk(i, "attn_q_norm"), hp.head_dim_k);
             l.k_norm = b.vec(blk(i, "attn_k_norm"), hp.head_dim_k);
@@ -158,7 +170,8 @@ void bind_layer(const WeightBinder& b, const ModelHParams& hp, int64_t i, LayerW
             l.k_norm = b.vec(blk(i, "attn_k_norm"), kv_dim);
         }
     }
-    l.ffn_norm = b.vec(blk(i, "ffn_norm"), n_embd);
+    // gpt-oss names the pre-FFN norm post_attention_norm.
+    l.ffn_norm = b.vec(blk(i, hp.arch == Arch::kGptOss ? "post_attention_norm" : "ffn_norm"), n_embd);
     const bool moe = hp.is_moe_layer(i) && (hp.arch != Arch::kLlama || b.find(blk(i, "ffn_gate_inp")));
     if (!moe) {
         const auto* gate = b.find(blk(i, "ffn_gate"));
@@ -177,7 +190,13 @@ void bind_layer(const WeightBinder& b, const ModelHParams& hp, int64_t i, LayerW
     l.gate_exps = b.experts(blk(i, "ffn_gate_exps"), n_ff_exp, n_embd, n_exp);
     l.up_exps = b.experts(blk(i, "ffn_up_exps"), n_ff_exp, n_embd, n_exp);
     l.down_exps = b.experts(blk(i, "ffn_down_exps"), n_embd, n_ff_exp, n_exp);
-    if (hp.arch == Arch::kDeepseek2) {
+    if (hp.arch == Arch::kGptOss) {
+        l.ffn_gate_inp_b = b.vec(blk_bias(i, "ffn_gate_inp"), n_exp);
+        l.gate_exps_b = b.vec2(blk_bias(i, "ffn_gate_exps"), n_ff_exp, n_exp);
+        l.up_exps_b = b.vec2(blk_bias(i, "ffn_up_exps"), n_ff_exp, n_exp);
+        l.down_exps_b = b.vec2(blk_bias(i, "ffn_down_exps"), n_embd, n_exp);
+        l.swiglu_oai = true;
+    } else if (hp.arch == Arch::kDeepseek2) {
         l.exp_probs_b = b.vec(fmt::format("blk.{}.exp_probs_b.bias", i), n_exp, false);
         const int64_t n_ff_sh = n_ff_exp * hp.n_expert_shared;
         if (n_ff_sh > 0) {

@@ -36,9 +36,11 @@ struct LayerWeights {
     // Standard attention.
     WeightView wq, wk, wv;      // (n_head*head_dim, n_embd), (n_head_kv*head_dim, n_embd) x2
     WeightView wo;              // (n_embd, n_head*head_dim_v)
-    const float* bq = nullptr;  // optional biases (Qwen2-MoE)
+    const float* bq = nullptr;  // optional biases (Qwen2-MoE, gpt-oss)
     const float* bk = nullptr;
     const float* bv = nullptr;
+    const float* bo = nullptr;      // output projection bias (gpt-oss)
+    const float* sinks = nullptr;   // (n_head) per-head sink logits joining the softmax denominator (gpt-oss)
     const float* q_norm = nullptr;  // per-head (Qwen3) or whole-vector (OLMoE) RMS norm weights
     const float* k_norm = nullptr;
     // DeepSeek MLA (absorbed form: q_nope -> latent via wk_b, latent -> v via wv_b).
@@ -56,6 +58,12 @@ struct LayerWeights {
     WeightView ffn_gate_inp;             // router (n_expert, n_embd)
     const float* exp_probs_b = nullptr;  // (n_expert) selection bias
     ExpertTensor gate_exps, up_exps, down_exps;
+    // Optional per-expert biases [n_expert][rows] and gpt-oss's clamped SwiGLU (alpha 1.702, limit 7).
+    const float* ffn_gate_inp_b = nullptr;  // (n_expert) router bias
+    const float* gate_exps_b = nullptr;
+    const float* up_exps_b = nullptr;
+    const float* down_exps_b = nullptr;
+    bool swiglu_oai = false;
     WeightView gate_shexp, up_shexp, down_shexp;  // shared expert(s)
     WeightView gate_inp_shexp;                    // Qwen2-MoE sigmoid gate of the shared expert (1, n_embd)
 };

@@ -1,6 +1,7 @@
 // Expert placement within each pipeline group: memory quotas per card and layer, longest-processing-time
 // assignment by expected load over card bandwidth, spill of the coldest experts to host RAM, and
-// replication of hot experts into spare slots while it shortens a layer's slowest card.
+// replication of hot experts into spare slots while it shortens a layer's slowest card, and local refinement
+// (share re-splits between copies, swaps of copies with the lightest cards) that never changes memory.
 #include "sharding/placement.h"
 
 #include <algorithm>
@@ -51,6 +52,158 @@ std::vector<std::vector<int64_t>> layer_quotas(const std::vector<int64_t>& slots
         }
     }
     return quota;
+}
+
+// Local refinement of one layout: the layer's slowest card sheds load, either by re-splitting the tokens of
+// an expert that has a copy on a lighter card (pairwise water-filling of shares) or by swapping one of its
+// expert copies for a lighter copy held by one of the lightest cards. Memory per card never changes.
+void refine_layers(const PlanProblem& problem, Layout& layout, std::vector<double>& time) {
+    // Stop once a step takes less than this fraction off the layer's slowest card.
+    constexpr double kMinStepGain = 1e-4;
+    // Steps per layer and card of its group (each step lowers the slowest card).
+    constexpr size_t kStepsPerCard = 8;
+    // Lightest cards tried as swap partners per step.
+    constexpr size_t kSwapPartners = 4;
+    struct Held {
+        uint32_t expert_idx;
+        size_t copy_idx;
+    };
+    std::vector<std::vector<Held>> held(problem.num_cards());
+    std::vector<uint32_t> partners;
+    std::vector<std::pair<double, Held>> sorted;
+    for (uint32_t l = 0; l < problem.num_layers(); ++l) {
+        const LayerCost& layer = problem.layers[l];
+        const auto& group = layout.groups[layout.layer_group[l]];
+        if (layer.num_experts == 0 || group.size() < 2) continue;
+        for (uint32_t c : group) time[c] = 0;
+        for (uint32_t e = 0; e < layer.num_experts; ++e) {
+            for (const ExpertCopy& copy : layout.experts[l][e]) {
+                if (copy.card_idx == kOnHost) continue;
+                time[copy.card_idx] += layer.expert_prob[e] * copy.share / problem.cards[copy.card_idx].mem_bw;
+            }
+        }
+        for (uint32_t c : group) held[c].clear();
+        for (uint32_t e = 0; e < layer.num_experts; ++e) {
+            for (size_t i = 0; i < layout.experts[l][e].size(); ++i) {
+                const int32_t c = layout.experts[l][e][i].card_idx;
+                if (c != kOnHost) held[c].push_back({e, i});
+            }
+        }
+        auto holds = [&](uint32_t e, int32_t card) {
+            return std::any_of(layout.experts[l][e].begin(), layout.experts[l][e].end(),
+                               [card](const ExpertCopy& x) { return x.card_idx == card; });
+        };
+        for (size_t step = 0; step < kStepsPerCard * group.size(); ++step) {
+            uint32_t slowest = group.front();
+            for (uint32_t c : group) slowest = time[c] > time[slowest] ? c : slowest;
+            const double t_slow = time[slowest];
+            const double inv_bw_slow = 1.0 / problem.cards[slowest].mem_bw;
+            // Best share move: the new time of the slowest card (lower is better).
+            double best_share_t = t_slow, best_moved = 0;
+            uint32_t best_e = 0;
+            size_t best_from = 0, best_to = 0;
+            for (const Held& h : held[slowest]) {
+                const uint32_t e = h.expert_idx;
+                const auto& copies = layout.experts[l][e];
+                const size_t from = h.copy_idx;
+                if (copies.size() < 2 || copies[from].share <= 0) continue;
+                for (size_t i = 0; i < copies.size(); ++i) {
+                    const int32_t c = copies[i].card_idx;
+                    if (i == from || c == kOnHost || time[c] >= t_slow) continue;
+                    const double inv_bw = 1.0 / problem.cards[c].mem_bw;
+                    const double moved = std::min(layer.expert_prob[e] * copies[from].share,
+                                                  (t_slow - time[c]) / (inv_bw_slow + inv_bw));
+                    if (t_slow - moved * inv_bw_slow < best_share_t) {
+                        best_share_t = t_slow - moved * inv_bw_slow;
+                        best_moved = moved;
+                        best_e = e;
+                        best_from = from;
+                        best_to = i;
+                    }
+                }
+            }
+            // Best swap with one of the lightest cards: max of the two new times (lower is better).
+            partners.clear();
+            for (uint32_t c : group) {
+                if (c != slowest) partners.push_back(c);
+            }
+            const size_t num_partners = std::min(partners.size(), kSwapPartners);
+            std::partial_sort(
+                partners.begin(), partners.begin() + num_partners, partners.end(),
+                [&](uint32_t a, uint32_t b) { return time[a] < time[b] || (time[a] == time[b] && a < b); });
+            double best_swap_t = t_slow;
+            uint32_t swap_partner = 0;
+            Held swap_a{0, 0}, swap_b{0, 0};
+            for (size_t pi = 0; pi < num_partners; ++pi) {
+                const uint32_t c = partners[pi];
+                if (time[c] >= t_slow) continue;
+                const double inv_bw = 1.0 / problem.cards[c].mem_bw;
+                // The pair's slower time is lowest when the swap moves `ideal` load units; it is convex in the
+                // moved load, so only the partner copies nearest to that on either side are worth trying.
+                const double ideal = (t_slow - time[c]) / (inv_bw_slow + inv_bw);
+                sorted.clear();
+                for (const Held& b : held[c]) {
+                    sorted.push_back(
+                        {layer.expert_prob[b.expert_idx] * layout.experts[l][b.expert_idx][b.copy_idx].share, b});
+                }
+                std::sort(sorted.begin(), sorted.end(), [](const auto& x, const auto& y) {
+                    return x.first < y.first || (x.first == y.first && x.second.expert_idx < y.second.expert_idx);
+                });
+                for (const Held& a : held[slowest]) {
+                    const double load_a =
+                        layer.expert_prob[a.expert_idx] * layout.experts[l][a.expert_idx][a.copy_idx].share;
+                    if (holds(a.expert_idx, static_cast<int32_t>(c))) continue;
+                    auto try_b = [&](const std::pair<double, Held>& cand) {
+                        const Held& b = cand.second;
+                        // Originals swap with originals and replicas with replicas: replica bytes stay put.
+                        if ((a.copy_idx == 0) != (b.copy_idx == 0) || cand.first >= load_a) return false;
+                        if (holds(b.expert_idx, static_cast<int32_t>(slowest))) return false;
+                        const double d = load_a - cand.first;
+                        const double t = std::max(t_slow - d * inv_bw_slow, time[c] + d * inv_bw);
+                        if (t < best_swap_t) {
+                            best_swap_t = t;
+                            swap_partner = c;
+                            swap_a = a;
+                            swap_b = b;
+                        }
+                        return true;
+                    };
+                    const auto mid =
+                        std::lower_bound(sorted.begin(), sorted.end(), load_a - ideal,
+                                         [](const std::pair<double, Held>& x, double v) { return x.first < v; });
+                    for (auto it = mid; it != sorted.end() && !try_b(*it);) ++it;
+                    for (auto it = mid; it != sorted.begin();) {
+                        if (try_b(*--it)) break;
+                    }
+                }
+            }
+            const double best_t = std::min(best_share_t, best_swap_t);
+            if (t_slow - best_t < kMinStepGain * t_slow) break;
+            if (best_share_t <= best_swap_t) {
+                auto& copies = layout.experts[l][best_e];
+                const double moved_share = best_moved / layer.expert_prob[best_e];
+                copies[best_from].share -= moved_share;
+                copies[best_to].share += moved_share;
+                time[slowest] -= best_moved * inv_bw_slow;
+                time[copies[best_to].card_idx] += best_moved / problem.cards[copies[best_to].card_idx].mem_bw;
+            } else {
+                ExpertCopy& ca = layout.experts[l][swap_a.expert_idx][swap_a.copy_idx];
+                ExpertCopy& cb = layout.experts[l][swap_b.expert_idx][swap_b.copy_idx];
+                const double diff =
+                    layer.expert_prob[swap_a.expert_idx] * ca.share - layer.expert_prob[swap_b.expert_idx] * cb.share;
+                ca.card_idx = static_cast<int32_t>(swap_partner);
+                cb.card_idx = static_cast<int32_t>(slowest);
+                for (Held& h : held[slowest]) {
+                    if (h.expert_idx == swap_a.expert_idx && h.copy_idx == swap_a.copy_idx) h = swap_b;
+                }
+                for (Held& h : held[swap_partner]) {
+                    if (h.expert_idx == swap_b.expert_idx && h.copy_idx == swap_b.copy_idx) h = swap_a;
+                }
+                time[slowest] -= diff * inv_bw_slow;
+                time[swap_partner] += diff / problem.cards[swap_partner].mem_bw;
+            }
+        }
+    }
 }
 
 }  // namespace
@@ -160,6 +313,8 @@ void place_experts(const PlanProblem& problem, Layout& layout) {
         }
         for (size_t i = 0; i < cards.size(); ++i) slots_left[cards[i]] = slots[i];
     }
+    std::vector<double> time(problem.num_cards(), 0.0);
+    refine_layers(problem, layout, time);
     if (problem.options.replicate_hot_experts) replicate_hot_experts(problem, layout, slots_left);
 }
 
@@ -179,6 +334,9 @@ uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::
     }
     std::vector<double> time(num_cards, 0.0);
     uint32_t num_added = 0;
+    // Rounds of share re-tuning, each followed by more replicas where they still pay.
+    constexpr uint32_t kMaxRebalances = 3;
+    uint32_t added_at_rebalance = 0, num_rebalances = 0;
     bool changed = true;
     while (changed) {
         changed = false;
@@ -252,6 +410,13 @@ uint32_t replicate_hot_experts(const PlanProblem& problem, Layout& layout, std::
             layout.memory[target].experts += problem.expert_bytes;
             layout.memory[target].replica_experts += problem.expert_bytes;
             ++num_added;
+            changed = true;
+        }
+        // Re-tune the shares of all copies; a further round of replicas may then pay again.
+        if (!changed && num_added > added_at_rebalance && num_rebalances < kMaxRebalances) {
+            refine_layers(problem, layout, time);
+            added_at_rebalance = num_added;
+            ++num_rebalances;
             changed = true;
         }
     }

@@ -29,6 +29,12 @@ MOERIG_HD float bits_to_float(uint32_t bits) {
 #endif
 }
 
+/// Exact u - bias for a small integer u < 2^23 and bias <= 256, without the quarter-rate int-to-float
+/// conversion: the bits 0x4B000000|u are the float 2^23 + u.
+MOERIG_HD float small_uint_to_float(uint32_t u, float bias = 0.0f) {
+    return bits_to_float(0x4B000000u | u) - (8388608.0f + bias);
+}
+
 MOERIG_HD float half_bits_to_float(uint16_t h) {
     return __half2float(__ushort_as_half(h));
 }
@@ -55,11 +61,11 @@ MOERIG_HD float mxfp4_value(uint32_t nib) {
 /// 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block (ggml get_scale_min_k4).
 MOERIG_HD void scale_min_k4(int j, const uint8_t* q, float& sc, float& m) {
     if (j < 4) {
-        sc = static_cast<float>(q[j] & 63);
-        m = static_cast<float>(q[j + 4] & 63);
+        sc = small_uint_to_float(q[j] & 63);
+        m = small_uint_to_float(q[j + 4] & 63);
     } else {
-        sc = static_cast<float>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        m = static_cast<float>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        sc = small_uint_to_float((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        m = small_uint_to_float((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
 }
 
@@ -108,7 +114,7 @@ struct Quant<moerig::DType::Q8_0> {
         const uint32_t hi = load_u16(b + 4 + 4 * part);
         const uint32_t q = lo | (hi << 16);
         MOERIG_UNROLL
-        for (int t = 0; t < 4; ++t) v[t] = static_cast<float>(static_cast<int8_t>((q >> (8 * t)) & 0xFF)) * d;
+        for (int t = 0; t < 4; ++t) v[t] = small_uint_to_float(((q >> (8 * t)) & 0xFF) ^ 0x80u, 128.0f) * d;
     }
 };
 
@@ -121,10 +127,10 @@ struct Quant<moerig::DType::Q4_0> {
     MOERIG_HD static void decode(const uint8_t* b, int part, float* v) {
         const float d = half_bits_to_float(load_u16(b));
         const uint32_t q = load_u16(b + 2 + 2 * part);
-        v[0] = static_cast<float>(static_cast<int>(q & 0xF) - 8) * d;
-        v[1] = static_cast<float>(static_cast<int>((q >> 8) & 0xF) - 8) * d;
-        v[2] = static_cast<float>(static_cast<int>((q >> 4) & 0xF) - 8) * d;
-        v[3] = static_cast<float>(static_cast<int>((q >> 12) & 0xF) - 8) * d;
+        v[0] = small_uint_to_float(q & 0xF, 8.0f) * d;
+        v[1] = small_uint_to_float((q >> 8) & 0xF, 8.0f) * d;
+        v[2] = small_uint_to_float((q >> 4) & 0xF, 8.0f) * d;
+        v[3] = small_uint_to_float((q >> 12) & 0xF, 8.0f) * d;
     }
 };
 
@@ -163,8 +169,8 @@ struct Quant<moerig::DType::Q4_K> {
         const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
         MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
-            v[t] = d0 * static_cast<float>((q >> (8 * t)) & 0xF) - mm0;
-            v[4 + t] = d1 * static_cast<float>((q >> (8 * t + 4)) & 0xF) - mm1;
+            v[t] = d0 * small_uint_to_float((q >> (8 * t)) & 0xF) - mm0;
+            v[4 + t] = d1 * small_uint_to_float((q >> (8 * t + 4)) & 0xF) - mm1;
         }
     }
 };
@@ -192,8 +198,8 @@ struct Quant<moerig::DType::Q5_K> {
             const uint32_t hb = h >> (8 * t);
             const uint32_t lo = ((q >> (8 * t)) & 0xF) + (((hb >> (2 * il)) & 1u) << 4);
             const uint32_t hi = ((q >> (8 * t + 4)) & 0xF) + (((hb >> (2 * il + 1)) & 1u) << 4);
-            v[t] = d0 * static_cast<float>(lo) - mm0;
-            v[4 + t] = d1 * static_cast<float>(hi) - mm1;
+            v[t] = d0 * small_uint_to_float(lo) - mm0;
+            v[4 + t] = d1 * small_uint_to_float(hi) - mm1;
         }
     }
 };
@@ -224,10 +230,10 @@ struct Quant<moerig::DType::Q6_K> {
         MOERIG_UNROLL
         for (int t = 0; t < 4; ++t) {
             const uint32_t hb = qh >> (8 * t);
-            const int q_lo = static_cast<int>(((ql >> (8 * t)) & 0xF) | (((hb >> (2 * row_lo)) & 3u) << 4)) - 32;
-            const int q_hi = static_cast<int>(((ql >> (8 * t + 4)) & 0xF) | (((hb >> (2 * row_hi)) & 3u) << 4)) - 32;
-            v[t] = d_lo * static_cast<float>(q_lo);
-            v[4 + t] = d_hi * static_cast<float>(q_hi);
+            const uint32_t q_lo = ((ql >> (8 * t)) & 0xF) | (((hb >> (2 * row_lo)) & 3u) << 4);
+            const uint32_t q_hi = ((ql >> (8 * t + 4)) & 0xF) | (((hb >> (2 * row_hi)) & 3u) << 4);
+            v[t] = d_lo * small_uint_to_float(q_lo, 32.0f);
+            v[4 + t] = d_hi * small_uint_to_float(q_hi, 32.0f);
         }
     }
 };

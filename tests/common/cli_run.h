@@ -22,8 +22,8 @@ struct CliRun {
 
 /// Runs `moerig ARGS` (ARGS already shell-quoted) and waits for it.
 inline CliRun run_moerig(const std::string& args) {
-    const auto err_path = std::filesystem::temp_directory_path() /
-                          ("moerig_cli_" + std::to_string(::getpid()) + "_stderr.txt");
+    const auto err_path =
+        std::filesystem::temp_directory_path() / ("moerig_cli_" + std::to_string(::getpid()) + "_stderr.txt");
     const std::string cmd = std::string(MOERIG_CLI) + " " + args + " 2>" + err_path.string();
     CliRun r;
     FILE* pipe = ::popen(cmd.c_str(), "r");

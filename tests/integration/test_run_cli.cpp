@@ -27,18 +27,24 @@ TEST(RunCli, ShardedRunOnVirtualCardsGivesTheOneCardTokensAndPerCardStats) {
         const auto sharded = run_json("--rig rtx3060-6x-gen3x4 --emulate-links --strategy " + strategy);
         EXPECT_EQ(sharded["tokens"], one["tokens"]) << strategy;
         EXPECT_EQ(sharded["prompt_tokens"], one["prompt_tokens"]);
-        ASSERT_GE(sharded["cards"].size(), 2u);
-        size_t sent = 0, received = 0, weights = 0;
+        ASSERT_EQ(sharded["cards"].size(), 6u);  // one entry per card of the rig, used or not
+        size_t sent = 0, received = 0, cards_used = 0;
         for (const auto& c : sharded["cards"]) {
             EXPECT_LE(c["peak_bytes"].get<size_t>(), c["budget_bytes"].get<size_t>()) << c["name"];
-            EXPECT_GT(c["predicted_bytes"].get<size_t>(), 0u) << c["name"];
+            EXPECT_GE(c["used_bytes"].get<size_t>(), c["weights_bytes"].get<size_t>()) << c["name"];
             sent += c["bytes_sent"].get<size_t>();
             received += c["bytes_received"].get<size_t>();
-            weights += c["weights_bytes"].get<size_t>();
+            cards_used += c["predicted_bytes"].get<size_t>() > 0;
         }
         EXPECT_EQ(sent, received) << strategy;  // every byte sent between cards is received by one
-        EXPECT_GT(sent, 0u) << strategy;        // hidden states cross cards in both strategies
-        EXPECT_GT(weights, 0u);
+        if (strategy == "expert-parallel") {
+            // Every card holds experts of every MoE layer, so every card holds weights and tokens cross cards.
+            EXPECT_EQ(cards_used, 6u);
+            EXPECT_GT(sent, 0u);
+        } else {
+            // The planner's layer split keeps this small model on as few cards as its cost model prefers.
+            EXPECT_GE(cards_used, 1u);
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-// Matmul: the fast path (quantised activations, SIMD, threads, row tiles) against the exact reference for every
+// Matmul: the fast path (quantised activations, SIMD, threads, row tiles) against the exact reference and the
+// activation-rounded reference (llama.cpp's semantic) for every
 // weight type over odd shapes and token counts; SIMD dot products against the scalar ones; gathered tokens,
 // expert slices and row slices read the right bytes; bad shapes raise errors.
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include "kernels/error.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "kernels/quant_blocks.h"
 #include "tests/kernels/kernel_test_util.h"
 
 using namespace moerig;
@@ -22,13 +24,23 @@ const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0
                               DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
                               DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4};
 
-// matmul differs from matmul_ref only by the activation quantisation (weights are identical bytes). Quantising
-// x to 8 bits per 32 (Q8_0) or 256 (Q8_K) values gives NMSE ~6e-5 / ~3e-4 on this data (see test_quant), and
-// for random weights the product inherits that ratio; float weights only reorder float sums (~1e-12).
+// matmul differs from the exact matmul_ref only by the activation conversion (weights are identical bytes).
+// Quantising x to 8 bits per 32 (Q8_0) or 256 (Q8_K) values gives NMSE ~6e-5 / ~3e-4 on this data (see
+// test_quant); rounding to F16 (unit roundoff u = 2^-11) or BF16 (u = 2^-8) gives NMSE ~u^2/3 = 1.3e-7 /
+// 5e-6 at most; for random weights the product inherits that ratio. F32 weights only reorder float sums.
 double matmul_bound(DType t) {
-    const DType a = activation_type(t);
-    if (a == DType::F32) return 1e-10;
-    return a == DType::Q8_0 ? 3e-4 : 1.5e-3;
+    switch (activation_type(t)) {
+        case DType::F32:
+            return 1e-10;
+        case DType::F16:
+            return 2e-7;
+        case DType::BF16:
+            return 8e-6;
+        case DType::Q8_0:
+            return 3e-4;
+        default:
+            return 1.5e-3;
+    }
 }
 
 std::vector<uint8_t> quantized(DType t, int64_t rows, int64_t cols, uint32_t seed) {
@@ -60,6 +72,69 @@ TEST(Matmul, FastMatchesReferenceForEveryTypeShapeAndTokenCount) {
                 << dtype_name(t) << " rows " << s.rows << " cols " << cols << " tokens " << s.tokens;
         }
     }
+}
+
+TEST(Matmul, FastEqualsActivationRoundedReferenceUpToFloatSumOrder) {
+    // matmul_ref_act converts x exactly as the fast path does, so only the order of float additions differs
+    // (integer block sums are exact): the products agree to float rounding for every type.
+    ThreadPool pool(3);
+    const int64_t rows = 37, cols = 512, tokens = 5;
+    for (DType t : kWeightTypes) {
+        const auto wq = quantized(t, rows, cols, 81);
+        const auto x = random_values(tokens * cols, 82);
+        const WeightView w = WeightView::dense(t, rows, cols, wq.data());
+        std::vector<float> y(rows * tokens, NAN), y_ref(rows * tokens), y_exact(rows * tokens);
+        matmul_ref_act(w, x.data(), tokens, y_ref.data());
+        matmul(w, x.data(), tokens, y.data(), pool);
+        EXPECT_LE(nmse(y, y_ref), 1e-11) << dtype_name(t);
+        // And the rounded reference is not the exact one, except for F32 weights.
+        matmul_ref(w, x.data(), tokens, y_exact.data());
+        if (t != DType::F32) EXPECT_GT(nmse(y_ref, y_exact), 1e-12) << dtype_name(t);
+    }
+}
+
+TEST(Matmul, HalfWeightsRoundActivationsToTheirOwnTypeAsLlamaCpp) {
+    // ggml-cpu converts x to the weight's half type before the dot product: with a weight of 1.0, x = 1 + 2^-13
+    // gives exactly 1 for F16 (11-bit mantissa) and x = 1 + 2^-10 exactly 1 for BF16 (8-bit mantissa).
+    ThreadPool pool(1);
+    const int64_t cols = 32;
+    std::vector<float> ones(cols, 0.0f);
+    ones[3] = 1.0f;
+    for (DType t : {DType::F16, DType::BF16}) {
+        std::vector<uint8_t> wq(row_bytes(t, cols));
+        quantize_row(t, ones.data(), wq.data(), cols);
+        std::vector<float> x(cols, 0.0f);
+        x[3] = 1.0f + (t == DType::F16 ? 0x1p-13f : 0x1p-10f);
+        float y = NAN, y_act = NAN, y_exact = NAN;
+        const WeightView w = WeightView::dense(t, 1, cols, wq.data());
+        matmul(w, x.data(), 1, &y, pool);
+        matmul_ref_act(w, x.data(), 1, &y_act);
+        matmul_ref(w, x.data(), 1, &y_exact);
+        EXPECT_EQ(y, 1.0f) << dtype_name(t);
+        EXPECT_EQ(y_act, 1.0f) << dtype_name(t);
+        EXPECT_EQ(y_exact, x[3]) << dtype_name(t);
+    }
+}
+
+TEST(Matmul, Q8ZeroActivationsUseGgmlCpuScaleAndRoundTiesToEven) {
+    // ggml-cpu's x86 quantize_row_q8_0: scale 127 / max|x| and round-to-nearest-even. With max|x| = 127 the
+    // scale is 1, so x = 2.5 quantises to 2 (the reference quantizer's roundf would give 3) and x = 3.5 to 4.
+    ThreadPool pool(1);
+    const int64_t cols = 32;
+    BlockQ8_0 wb{};
+    wb.d = fp32_to_fp16(1.0f);
+    wb.qs[1] = 1;
+    wb.qs[2] = 10;
+    std::vector<float> x(cols, 0.0f);
+    x[0] = 127.0f;
+    x[1] = 2.5f;
+    x[2] = 3.5f;
+    float y = NAN, y_act = NAN;
+    const WeightView w = WeightView::dense(DType::Q8_0, 1, cols, &wb);
+    matmul(w, x.data(), 1, &y, pool);
+    matmul_ref_act(w, x.data(), 1, &y_act);
+    EXPECT_EQ(y, 2.0f + 10 * 4.0f);
+    EXPECT_EQ(y_act, y);
 }
 
 TEST(Matmul, ThirtyTwoWideTypesAcceptColumnsThatAreNotMultiplesOf256) {

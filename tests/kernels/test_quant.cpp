@@ -227,5 +227,7 @@ TEST(QuantRows, ActivationTypeFollowsLlamaCpp) {
     EXPECT_EQ(activation_type(DType::Q6_K), DType::Q8_K);
     EXPECT_EQ(activation_type(DType::Q8_0), DType::Q8_0);
     EXPECT_EQ(activation_type(DType::MXFP4), DType::Q8_0);
-    EXPECT_EQ(activation_type(DType::BF16), DType::F32);
+    EXPECT_EQ(activation_type(DType::F16), DType::F16);    // ggml-cpu vec_dot_type: x rounded to half
+    EXPECT_EQ(activation_type(DType::BF16), DType::BF16);  // likewise to bfloat16
+    EXPECT_EQ(activation_type(DType::F32), DType::F32);
 }

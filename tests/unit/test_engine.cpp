@@ -40,6 +40,7 @@ struct TinySpec {
     bool zero_output = false;
     std::string attn_q_type;        // override for attn_q (error tests)
     int64_t declared_n_ff_exp = 0;  // written instead of n_ff_exp when > 0 (error tests)
+    int64_t n_swa = 4;              // gpt-oss sliding window (even layers slide)
 };
 
 /// Deterministic values per tensor name, so tensors of the same name agree across specs.
@@ -120,6 +121,11 @@ GgufBuilder build(const TinySpec& s) {
                     static_cast<uint32_t>(s.declared_n_ff_exp > 0 ? s.declared_n_ff_exp : s.n_ff_exp));
     }
     if (a == "qwen2moe") b.kv_u32(a + ".expert_shared_feed_forward_length", static_cast<uint32_t>(s.n_ff_shexp));
+    const bool oss = a == "gpt-oss";
+    if (oss) b.kv_u32(a + ".attention.sliding_window", static_cast<uint32_t>(s.n_swa));
+    auto bias = [&](int64_t i, const std::string& n, int64_t len) {
+        w.vec("blk." + std::to_string(i) + "." + n + ".bias", len, 0.1f, 0.f);
+    };
     if (mla) {
         b.kv_u32(a + ".rope.dimension_count", static_cast<uint32_t>(s.n_rot))
             .kv_u32(a + ".attention.kv_lora_rank", static_cast<uint32_t>(s.kv_lora_rank))
@@ -147,7 +153,7 @@ GgufBuilder build(const TinySpec& s) {
     w.mat("output.weight", s.n_vocab, s.n_embd);
     for (int64_t i = 0; i < s.n_layer; ++i) {
         w.vec(blk(i, "attn_norm"), s.n_embd);
-        w.vec(blk(i, "ffn_norm"), s.n_embd);
+        w.vec(blk(i, oss ? "post_attention_norm" : "ffn_norm"), s.n_embd);
         if (mla) {
             const int64_t hk = s.qk_nope + s.n_rot, rank = s.kv_lora_rank;
             if (s.q_lora_rank) {
@@ -190,6 +196,13 @@ GgufBuilder build(const TinySpec& s) {
                 w.vec("blk." + std::to_string(i) + ".attn_k.bias", s.n_head_kv * hd, 0.1f, 0.f);
                 w.vec("blk." + std::to_string(i) + ".attn_v.bias", s.n_head_kv * hd, 0.1f, 0.f);
             }
+            if (oss) {
+                bias(i, "attn_q", s.n_head * hd);
+                bias(i, "attn_k", s.n_head_kv * hd);
+                bias(i, "attn_v", s.n_head_kv * hd);
+                bias(i, "attn_output", s.n_embd);
+                w.vec(blk(i, "attn_sinks"), s.n_head, 1.f, 0.f);
+            }
             if (a == "qwen3moe") {
                 w.vec(blk(i, "attn_q_norm"), hd);
                 w.vec(blk(i, "attn_k_norm"), hd);
@@ -210,6 +223,18 @@ GgufBuilder build(const TinySpec& s) {
         w.experts(blk(i, "ffn_gate_exps"), blk(i, "ffn_gate"), s.n_ff_exp, s.n_embd, s.n_expert);
         w.experts(blk(i, "ffn_up_exps"), blk(i, "ffn_up"), s.n_ff_exp, s.n_embd, s.n_expert);
         w.experts(blk(i, "ffn_down_exps"), blk(i, "ffn_down"), s.n_embd, s.n_ff_exp, s.n_expert);
+        if (oss) {
+            bias(i, "ffn_gate_inp", s.n_expert);
+            b.tensor("blk." + std::to_string(i) + ".ffn_gate_exps.bias", {uint64_t(s.n_ff_exp), uint64_t(s.n_expert)},
+                     DType::F32,
+                     encode(DType::F32, values(s, "gate_b" + std::to_string(i), s.n_ff_exp * s.n_expert, 0.5f)));
+            b.tensor("blk." + std::to_string(i) + ".ffn_up_exps.bias", {uint64_t(s.n_ff_exp), uint64_t(s.n_expert)},
+                     DType::F32,
+                     encode(DType::F32, values(s, "up_b" + std::to_string(i), s.n_ff_exp * s.n_expert, 0.5f)));
+            b.tensor("blk." + std::to_string(i) + ".ffn_down_exps.bias", {uint64_t(s.n_embd), uint64_t(s.n_expert)},
+                     DType::F32,
+                     encode(DType::F32, values(s, "down_b" + std::to_string(i), s.n_embd * s.n_expert, 0.1f)));
+        }
         if (mla) {
             w.vec("blk." + std::to_string(i) + ".exp_probs_b.bias", s.n_expert, 0.1f, 0.f);
             w.mat(blk(i, "ffn_gate_shexp"), s.n_ff_exp, s.n_embd);
@@ -315,7 +340,45 @@ TEST_P(EngineArch, KvCacheContinuationEqualsRecomputingFromScratch) {
 
 INSTANTIATE_TEST_SUITE_P(Archs, EngineArch,
                          ::testing::Values("llama-dense", "llama", "qwen2moe", "qwen3moe", "olmoe", "deepseek2",
-                                           "deepseek2-lite"));
+                                           "deepseek2-lite", "gpt-oss"));
+
+TEST(Engine, GptOssSlidingWindowLayerIgnoresTokensOutsideTheWindow) {
+    // One gpt-oss layer: layer 0 slides (window 4), so the logits at position p >= 4 cannot depend on token 0;
+    // with a window covering the whole prompt they must.
+    TinySpec s = spec_for("gpt-oss");
+    s.n_layer = 1;
+    auto last_logits_change = [&](int64_t window) {
+        s.n_swa = window;
+        TempModel f(build(s));
+        auto m = load(f);
+        auto toks = prompt(8, s.n_vocab);
+        Session a(*m, 16), b(*m, 16);
+        const auto la = a.eval(toks);
+        toks[0] = (toks[0] + 1) % static_cast<int32_t>(s.n_vocab);
+        return rel_diff(la, b.eval(toks));
+    };
+    EXPECT_EQ(last_logits_change(4), 0.0);
+    EXPECT_GT(last_logits_change(16), 1e-4);
+}
+
+TEST(Engine, GptOssExpertsThroughARunnerWithoutBiasSupportAreRejected) {
+    struct PlainRunner final : moerig::runtime::ExpertRunner {
+        void run(int64_t, const float*, const moerig::runtime::RouterOutput&, float*) override {}
+    };
+    const TinySpec s = spec_for("gpt-oss");
+    TempModel f(build(s));
+    auto m = load(f);
+    PlainRunner runner;
+    Session session(*m, 16);
+    session.set_expert_runner(&runner);
+    const auto toks = prompt(3, s.n_vocab);
+    try {
+        session.eval(toks);
+        FAIL() << "expected UnsupportedError";
+    } catch (const moerig::UnsupportedError& e) {
+        EXPECT_NE(std::string(e.what()).find("gpt-oss"), std::string::npos) << e.what();
+    }
+}
 
 TEST(Engine, MoeWithIdenticalExpertsEqualsDenseFfn) {
     TinySpec moe = spec_for("llama");

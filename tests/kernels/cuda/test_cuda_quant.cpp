@@ -70,7 +70,9 @@ TEST_P(CudaQuantTest, GemvMatchesMatmulRefOverOddShapesAndBatches) {
                                         {37, 512, 1},
                                         {130, 1024, 3},
                                         {67, 768, 8},
-                                        {5, 2304, 13}}) {
+                                        {5, 2304, 13},
+                                        // 16-byte aligned rows of every type, several staged chunks
+                                        {6, 6144, 2}}) {
         const auto bytes = make_weights(type, 1, rows, cols, static_cast<uint32_t>(rows * 7 + cols));
         const auto x = random_floats(static_cast<size_t>(num_vecs * cols), 5);
         std::vector<float> ref(static_cast<size_t>(num_vecs * rows));
