@@ -89,7 +89,9 @@ TEST(Matmul, FastEqualsActivationRoundedReferenceUpToFloatSumOrder) {
         EXPECT_LE(nmse(y, y_ref), 1e-11) << dtype_name(t);
         // And the rounded reference is not the exact one, except for F32 weights.
         matmul_ref(w, x.data(), tokens, y_exact.data());
-        if (t != DType::F32) EXPECT_GT(nmse(y_ref, y_exact), 1e-12) << dtype_name(t);
+        if (t != DType::F32) {
+            EXPECT_GT(nmse(y_ref, y_exact), 1e-12) << dtype_name(t);
+        }
     }
 }
 

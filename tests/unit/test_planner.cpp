@@ -439,3 +439,44 @@ TEST(Validate, TraceOfAnotherModelIsRejected) {
     EXPECT_THROW(plan(qwen30b(), make_rig({{"RTX 3060 12GB", 2}}), Workload{}, PlanOptions{}, &trace),
                  moerig::ConfigError);
 }
+
+TEST(Placement, RefinedSharesAndSwapsKeepEveryCardsExpertBytesAndShares) {
+    // Fast small cards next to slow big ones: refinement swaps copies and re-splits replica shares; the
+    // bytes each card holds (originals and replicas) must still match the copies it was given.
+    const RigSpec rig = make_rig({{"CMP 90HX", 4, 1, 4}, {"P106-100", 8, 1, 1}, {"Tesla P40", 4, 3, 16}});
+    SyntheticTraceSpec spec;
+    spec.model = "olmoe-1b-7b";
+    spec.num_layers = 16;
+    spec.num_experts = 64;
+    spec.num_experts_used = 8;
+    spec.num_tokens = 2048;
+    spec.skew = 1.2;
+    const RoutingTrace trace = synthetic_trace(spec);
+    PlanOptions options;
+    options.strategy = StrategyChoice::kExpertParallel;
+    const PlanResult r = plan(olmoe(), rig, Workload{}, options, &trace);
+    ASSERT_TRUE(r.fits());
+    const Layout& layout = r.chosen.layout;
+    EXPECT_TRUE(check_layout(r.problem, layout).empty());
+    std::vector<uint64_t> held(r.problem.num_cards(), 0), replicas(r.problem.num_cards(), 0);
+    uint32_t num_replicas = 0;
+    for (const auto& layer : layout.experts) {
+        for (const auto& copies : layer) {
+            double share = 0;
+            for (size_t i = 0; i < copies.size(); ++i) {
+                EXPECT_GE(copies[i].share, -1e-12);
+                share += copies[i].share;
+                if (copies[i].card_idx == kOnHost) continue;
+                held[copies[i].card_idx] += r.problem.expert_bytes;
+                if (i > 0) replicas[copies[i].card_idx] += r.problem.expert_bytes;
+                num_replicas += i > 0;
+            }
+            EXPECT_NEAR(share, 1.0, 1e-9);
+        }
+    }
+    EXPECT_GT(num_replicas, 0u);
+    for (uint32_t c = 0; c < r.problem.num_cards(); ++c) {
+        EXPECT_EQ(layout.memory[c].experts, held[c]) << "card " << c;
+        EXPECT_EQ(layout.memory[c].replica_experts, replicas[c]) << "card " << c;
+    }
+}
