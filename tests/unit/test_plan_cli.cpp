@@ -11,13 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/common/cli_run.h"
+
 namespace {
 
-struct CliRun {
-    int code = -1;
-    std::string out;  // stdout
-    std::string err;  // stderr
-};
+using ::moerig::testing::CliRun;
 
 std::string temp_path(const std::string& name) {
     return (std::filesystem::temp_directory_path() / ("moerig_cli_" + std::to_string(::getpid()) + "_" + name))
@@ -31,20 +29,8 @@ std::string slurp(const std::string& path) {
     return s.str();
 }
 
-CliRun moerig(const std::string& args) {
-    const std::string err_path = temp_path("stderr.txt");
-    const std::string cmd = std::string(MOERIG_CLI) + " " + args + " 2>" + err_path;
-    CliRun r;
-    FILE* pipe = popen(cmd.c_str(), "r");
-    if (!pipe) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(pipe);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.err = slurp(err_path);
-    std::filesystem::remove(err_path);
-    return r;
+CliRun run_cli(const std::string& args) {
+    return ::moerig::testing::run_moerig(args);
 }
 
 size_t count_lines(const std::string& s) {
@@ -54,14 +40,14 @@ size_t count_lines(const std::string& s) {
 }  // namespace
 
 TEST(PlanCli, DefaultPlanFitsAndPrintsATable) {
-    const CliRun r = moerig("plan");
+    const CliRun r = run_cli("plan");
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("gpu0"), std::string::npos);
     EXPECT_NE(r.out.find("predicted: decode"), std::string::npos);
 }
 
 TEST(PlanCli, JsonHasEveryDocumentedKey) {
-    const CliRun r = moerig("plan --model olmoe-1b-7b --quant Q4_K_M --rig p106-8x-gen1x1 --batch 4 --json");
+    const CliRun r = run_cli("plan --model olmoe-1b-7b --quant Q4_K_M --rig p106-8x-gen1x1 --batch 4 --json");
     ASSERT_EQ(r.code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_TRUE(j.at("fits").get<bool>());
@@ -79,11 +65,11 @@ TEST(PlanCli, JsonHasEveryDocumentedKey) {
 }
 
 TEST(PlanCli, DoesNotFitExitsTwoSayingByHowMuchAndWhatWouldFit) {
-    const CliRun r = moerig("plan --model deepseek-v3 --quant Q4_K_M --rig p106-8x-gen1x1");
+    const CliRun r = run_cli("plan --model deepseek-v3 --quant Q4_K_M --rig p106-8x-gen1x1");
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("over by"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("more P106-100"), std::string::npos) << r.err;
-    const CliRun j = moerig("plan --model deepseek-v3 --quant Q4_K_M --rig p106-8x-gen1x1 --json");
+    const CliRun j = run_cli("plan --model deepseek-v3 --quant Q4_K_M --rig p106-8x-gen1x1 --json");
     EXPECT_EQ(j.code, 2);
     const auto doc = nlohmann::json::parse(j.out);
     EXPECT_FALSE(doc.at("fits").get<bool>());
@@ -95,7 +81,7 @@ TEST(PlanCli, BadInputsExitTwoWithOneLine) {
          {"plan --model no-such-model", "plan --rig no-such-rig", "plan --quant Q9_Z", "plan --batch 0",
           "plan --prompt 5000", "plan --strategy sideways", "plan --trace /nonexistent.trace", "plan --out plan.docx",
           "plan --load /nonexistent.pb", "plan --no-such-flag"}) {
-        const CliRun r = moerig(args);
+        const CliRun r = run_cli(args);
         EXPECT_EQ(r.code, 2) << args;
         EXPECT_EQ(r.out, "") << args;
         if (std::string(args) != "plan --no-such-flag") {
@@ -105,7 +91,7 @@ TEST(PlanCli, BadInputsExitTwoWithOneLine) {
 }
 
 TEST(PlanCli, TraceOfAnotherModelIsRefused) {
-    const CliRun r = moerig(std::string("plan --trace ") + MOERIG_TEST_DATA + "/traces/olmoe-zipf-plan.trace");
+    const CliRun r = run_cli(std::string("plan --trace ") + MOERIG_TEST_DATA + "/traces/olmoe-zipf-plan.trace");
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("layers"), std::string::npos) << r.err;
 }
@@ -113,12 +99,12 @@ TEST(PlanCli, TraceOfAnotherModelIsRefused) {
 TEST(PlanCli, OutRoundTripsThroughLoadInEveryFormat) {
     const std::string base = "plan --model olmoe-1b-7b --quant Q4_K_M --rig mixed-cmp40hx-3070-p104 --trace " +
                              std::string(MOERIG_TEST_DATA) + "/traces/olmoe-zipf-plan.trace";
-    const CliRun direct = moerig(base + " --json");
+    const CliRun direct = run_cli(base + " --json");
     ASSERT_EQ(direct.code, 0) << direct.err;
     for (const char* ext : {".pb", ".txtpb", ".yaml"}) {
         const std::string path = temp_path(std::string("plan") + ext);
-        ASSERT_EQ(moerig(base + " --out " + path).code, 0) << ext;
-        const CliRun loaded = moerig("plan --json --load " + path);
+        ASSERT_EQ(run_cli(base + " --out " + path).code, 0) << ext;
+        const CliRun loaded = run_cli("plan --json --load " + path);
         ASSERT_EQ(loaded.code, 0) << ext << loaded.err;
         EXPECT_EQ(nlohmann::json::parse(loaded.out), nlohmann::json::parse(direct.out)) << ext;
         std::filesystem::remove(path);
@@ -127,7 +113,7 @@ TEST(PlanCli, OutRoundTripsThroughLoadInEveryFormat) {
 
 TEST(PlanCli, HtmlWritesOnePageWithSvg) {
     const std::string path = temp_path("report.html");
-    const CliRun r = moerig("plan --model olmoe-1b-7b --quant Q4_K_M --rig p40-4x-gen3x16 --html " + path);
+    const CliRun r = run_cli("plan --model olmoe-1b-7b --quant Q4_K_M --rig p40-4x-gen3x16 --html " + path);
     ASSERT_EQ(r.code, 0) << r.err;
     const std::string html = slurp(path);
     EXPECT_NE(html.find("<svg"), std::string::npos);
@@ -136,7 +122,7 @@ TEST(PlanCli, HtmlWritesOnePageWithSvg) {
 }
 
 TEST(PlanCli, HelpDocumentsEveryFlag) {
-    const CliRun r = moerig("plan --help");
+    const CliRun r = run_cli("plan --help");
     EXPECT_EQ(r.code, 0);
     for (const char* flag : {"--model", "--rig", "--quant", "--context", "--batch", "--prompt", "--gen", "--trace",
                              "--json", "--out", "--html", "--strategy", "--spill", "--synth-trace"}) {
@@ -146,9 +132,9 @@ TEST(PlanCli, HelpDocumentsEveryFlag) {
 
 TEST(PlanCli, SynthTraceWritesATraceThePlannerAccepts) {
     const std::string path = temp_path("synth.trace");
-    ASSERT_EQ(moerig("plan --model olmoe-1b-7b --synth-trace " + path + " --trace-skew 1.2 --trace-tokens 256").code,
+    ASSERT_EQ(run_cli("plan --model olmoe-1b-7b --synth-trace " + path + " --trace-skew 1.2 --trace-tokens 256").code,
               0);
-    const CliRun r = moerig("plan --model olmoe-1b-7b --quant Q4_K_M --rig p40-4x-gen3x16 --json --trace " + path);
+    const CliRun r = run_cli("plan --model olmoe-1b-7b --quant Q4_K_M --rig p40-4x-gen3x16 --json --trace " + path);
     EXPECT_EQ(r.code, 0) << r.err;
     std::filesystem::remove(path);
 }

@@ -7,21 +7,16 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/common/cli_run.h"
+
 namespace {
 
 const std::string kDir = std::string(MOERIG_TEST_DATA) + "/tokenizer/";
 
-// Runs the CLI through the shell; returns exit code and stdout (stderr is dropped).
+// Runs the CLI; returns exit code and stdout.
 std::pair<int, std::string> run(const std::string& args) {
-    const std::string cmd = std::string(MOERIG_CLI) + " " + args + " 2>/dev/null";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (p == nullptr) return {-1, ""};
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = ::pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    const auto r = moerig::testing::run_moerig(args);
+    return {r.code, r.out};
 }
 
 nlohmann::json truth(const std::string& name) {
