@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds (CUDA code too when nvcc is present), checks the
 # formatting, runs every GoogleTest suite through ctest (GPU tests skip without a GPU) and the fuzzers
-# for a bounded time.
+# for a bounded time. The ctest summary is repeated as the last line so that it closes the output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 cmake --build "$BUILD_DIR" --target format-check
-(cd "$BUILD_DIR" && ctest --output-on-failure -j"$(nproc)" --timeout 900)
+ctest_log="$BUILD_DIR/ctest.log"
+(cd "$BUILD_DIR" && ctest --output-on-failure -j"$(nproc)" --timeout 900) 2>&1 | tee "$ctest_log"
 if [ -x tools/fuzz.sh ]; then bash tools/fuzz.sh 60; fi
+grep -E '^[0-9]+% tests passed' "$ctest_log" | tail -1
