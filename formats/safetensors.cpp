@@ -100,6 +100,8 @@ void SafetensorsFile::parse() {
         header = nlohmann::json::parse(bytes_ + 8, bytes_ + 8 + header_len);
     } catch (const nlohmann::json::parse_error& e) {
         MOERIG_THROW(FormatError, "{}: header JSON is malformed at offset {}: {}", path_, 8 + e.byte, e.what());
+    } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for any JSON number type
+        MOERIG_THROW(FormatError, "{}: header JSON (offset 8) is invalid: {}", path_, e.what());
     }
     MOERIG_CHECK(header.is_object(), FormatError, "{}: header at offset 8 should be a JSON object", path_);
 
@@ -206,6 +208,8 @@ SafetensorsModel::SafetensorsModel(const std::filesystem::path& path) : path_(pa
         j = nlohmann::json::parse(in);
     } catch (const nlohmann::json::parse_error& e) {
         MOERIG_THROW(FormatError, "{}: malformed JSON at offset {}: {}", index_name, e.byte, e.what());
+    } catch (const nlohmann::json::exception& e) {
+        MOERIG_THROW(FormatError, "{}: invalid JSON: {}", index_name, e.what());
     }
     MOERIG_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), FormatError,
                  "{}: field 'weight_map' is missing or not an object", index_name);

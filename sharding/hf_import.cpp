@@ -60,6 +60,8 @@ json parse_json(const std::string& text, const std::string& label) {
         return json::parse(text);
     } catch (const json::parse_error& e) {
         MOERIG_THROW(ConfigError, "{}: invalid JSON at byte {}: {}", label, e.byte, e.what());
+    } catch (const json::exception& e) {  // e.g. a number too large for any JSON number type
+        MOERIG_THROW(ConfigError, "{}: invalid JSON: {}", label, e.what());
     }
 }
 

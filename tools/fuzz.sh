@@ -2,10 +2,12 @@
 # Builds the libFuzzer harnesses in tests/fuzz (clang++, ASan + UBSan) straight from the sources they need into
 # build-fuzz/, and runs each for SECONDS (default 60) from the seed corpus in tests/fuzz/corpus. Exits non-zero
 # when a harness finds a crash, a sanitizer report or a leak; the reproducer is left in build-fuzz/.
-# Usage: tools/fuzz.sh [SECONDS]
+# Usage: tools/fuzz.sh [SECONDS]   (FUZZ_SEED=N picks libFuzzer's seed; CI uses the fixed default so that a
+# run explores the same inputs each time; pass another seed to explore further)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
+seed=${FUZZ_SEED:-1}
 out=${FUZZ_BUILD_DIR:-build-fuzz}
 cxx=${FUZZ_CXX:-clang++}
 mkdir -p "$out/obj"
@@ -36,7 +38,7 @@ for harness in fuzz_gguf fuzz_safetensors fuzz_tokenizer; do
     work="$out/corpus_${corpus[$harness]}"
     mkdir -p "$work"
     echo "fuzz: running $harness for ${secs}s" >&2
-    if ! (cd "$out" && "./$harness" -max_total_time="$secs" -max_len=65536 -timeout=20 -rss_limit_mb=4096 \
+    if ! (cd "$out" && "./$harness" -seed="$seed" -max_total_time="$secs" -max_len=65536 -timeout=20 -rss_limit_mb=4096 \
             -print_final_stats=1 "corpus_${corpus[$harness]}" "../tests/fuzz/corpus/${corpus[$harness]}" \
             > "$harness.log" 2>&1); then
         echo "fuzz: $harness FAILED, see $out/$harness.log:" >&2

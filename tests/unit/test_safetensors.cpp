@@ -132,6 +132,8 @@ TEST(SafetensorsErrors, HeaderThatIsNotAJsonObject) {
     expect_format_error(image("{\"t\": {\"dtype\": }", {}), {"malformed", "offset"});
     expect_format_error(image("{\"__metadata__\": [1]}", {}), {"'__metadata__'"});
     expect_format_error(image("{\"__metadata__\": {\"k\": 1}}", {}), {"'__metadata__.k'"});
+    // Found by fuzz_safetensors: a number no JSON number type holds is an error, not an escaping exception.
+    expect_format_error(image("{\"t\": {\"data_offsets\": [16, 3333333333333e33333]}}", {}), {"offset 8", "invalid"});
 }
 
 TEST(SafetensorsErrors, MissingOrMalformedTensorFields) {
