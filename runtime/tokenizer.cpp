@@ -283,6 +283,34 @@ void Tokenizer::finish_setup() {
                      [&](int32_t a, int32_t b) { return texts_[a].size() > texts_[b].size(); });
 }
 
+void Tokenizer::finish_setup_hf() {
+    // Hugging Face vocabularies: only added tokens are matched in the text (encode_hf), and attributes stay as
+    // tokenizer.json gives them; end of generation is the EOS token plus the added tokens llama.cpp would treat
+    // as end-of-turn / end-of-generation by their text.
+    std::vector<int32_t> eog;
+    for (size_t i = 0; i < texts_.size(); ++i) {
+        if (!(attrs_[i] & (kAttrControl | kAttrUserDefined))) continue;
+        const std::string& text = texts_[i];
+        const auto id = static_cast<int32_t>(i);
+        if (in(text, kEotTexts) && eot_id_ == kNoToken) eot_id_ = id;
+        if (text == "<|eom_id|>" && eom_id_ == kNoToken) eom_id_ = id;
+        if (in(text, kEogTexts) || in(text, kFimEogTexts)) eog.push_back(id);
+    }
+    for (int32_t id : {eos_id_, eot_id_, eom_id_}) {
+        if (id != kNoToken) eog.push_back(id);
+    }
+    auto has_text = [&](std::string_view s) {
+        return std::any_of(eog.begin(), eog.end(), [&](int32_t id) { return texts_[id] == s; });
+    };
+    if (has_text("<|end|>") &&
+        ((has_text("<|return|>") && has_text("<|call|>")) || (has_text("<|calls|>") && has_text("<|flush|>")))) {
+        std::erase(eog, find_token("<|end|>"));
+    }
+    std::sort(eog.begin(), eog.end());
+    eog.erase(std::unique(eog.begin(), eog.end()), eog.end());
+    eog_ids_ = std::move(eog);
+}
+
 bool Tokenizer::is_eog(int32_t id) const {
     return std::binary_search(eog_ids_.begin(), eog_ids_.end(), id);
 }
@@ -303,6 +331,7 @@ int32_t Tokenizer::find_token(std::string_view text) const {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+    if (hf_) return encode_hf(text, add_special, parse_special);
     // Split the text at special tokens, longest first, leftmost occurrences, as llama.cpp's
     // tokenizer_st_partition does. A fragment is either raw text [begin, end) or a token id.
     struct Fragment {
@@ -417,6 +446,7 @@ std::string Tokenizer::token_to_piece(int32_t id, bool special) const {
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool special) const {
+    if (hf_) return decode_hf(ids, special);
     std::string out;
     bool first = true;
     for (int32_t id : ids) {

@@ -19,6 +19,7 @@ struct GgufValue;
 namespace moerig::runtime {
 
 class PreTokenizer;
+struct HfTokenizerOptions;  // tokenizer_hf.cpp
 
 /// Hash that lets string-keyed maps be searched with a string_view, without building a std::string.
 struct StringViewHash {
@@ -50,6 +51,17 @@ class Tokenizer {
     static Tokenizer from_gguf(const formats::GgufModel& model);
     /// The same from a bare metadata map (one GgufFile, fuzzing); source names the input in messages.
     static Tokenizer from_metadata(const std::map<std::string, formats::GgufValue>& kv, const std::string& source);
+    /// Reads a Hugging Face tokenizer.json (and tokenizer_config.json from the same folder when present) and
+    /// encodes/decodes as the `tokenizers` library does: byte-level BPE (ByteLevel, Split regexes moerig knows)
+    /// and SentencePiece-style BPE (Prepend/Replace normalizer or Metaspace, byte fallback), added tokens split
+    /// first, BOS/EOS from the post-processor and the config. FormatError names the file and JSON field on bad
+    /// input; UnsupportedError for models, normalizers, pre-tokenizers or regexes moerig does not implement.
+    /// path_or_dir: the tokenizer.json, or the checkpoint folder holding it.
+    static Tokenizer from_hf_json(const std::string& path_or_dir);
+    /// The same from the JSON texts; config_json may be empty (no tokenizer_config.json); source names the
+    /// tokenizer.json in messages, config_source the config.
+    static Tokenizer from_hf_json_text(std::string_view tokenizer_json, std::string_view config_json,
+                                       const std::string& source, const std::string& config_source = {});
 
     Tokenizer(Tokenizer&&) noexcept;
     Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -88,11 +100,20 @@ class Tokenizer {
     int32_t find_token(std::string_view text) const;
     /// True when the first piece of a decoded text loses one leading space (SPM's add_space_prefix).
     bool strips_leading_space() const { return add_space_prefix_; }
+    /// True when built from a Hugging Face tokenizer.json.
+    bool is_hf() const { return hf_ != nullptr; }
 
   private:
     Tokenizer();
     bool valid(int32_t id) const { return id >= 0 && static_cast<size_t>(id) < texts_.size(); }
     void finish_setup();
+    void finish_setup_hf();
+    static Tokenizer from_hf_json_checked(std::string_view tokenizer_json, std::string_view config_json,
+                                          const std::string& source, const std::string& config_source);
+    // Hugging Face semantics (tokenizer_hf.cpp).
+    std::vector<int32_t> encode_hf(std::string_view text, bool add_special, bool parse_special) const;
+    void encode_hf_chars(std::string_view word, std::vector<int32_t>& out) const;
+    std::string decode_hf(const std::vector<int32_t>& ids, bool special) const;
     // Raw text between special tokens, appended to out.
     void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
     void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
@@ -120,6 +141,7 @@ class Tokenizer {
     bool add_eos_ = false;
     bool add_space_prefix_ = false;
     bool ignore_merges_ = false;
+    std::shared_ptr<const HfTokenizerOptions> hf_;  // set by from_hf_json
 };
 
 }  // namespace moerig::runtime

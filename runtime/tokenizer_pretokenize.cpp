@@ -119,6 +119,46 @@ PreTokenizerSpec pretokenizer_spec(std::string_view name, const std::string& sou
     return s;
 }
 
+const char* const kHfByteLevelRegex =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+const char* hf_split_regex(std::string_view pattern) {
+    // Hugging Face runs these with Oniguruma; PCRE2 reads them the same way (\s on the non-ASCII whitespace that
+    // PreTokenizer::split maps to \v, \p{..} classes, (?i:..) groups), which the HF fixtures check.
+    static constexpr const char* kKnown[] = {
+        // GPT-2 (as a Split)
+        "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+        // Llama-3
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+        "\\s+(?!\\S)|\\s+",
+        // Qwen2 / Qwen3
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!"
+        "\\S)|\\s+",
+        // DeepSeek-V3 (three splits)
+        "\\p{N}{1,3}",
+        "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+        kDeepseek3,
+        // gpt-oss (o200k_harmony) and GPT-4o (o200k_base)
+        "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|"
+        "'ll|'d)?"
+        "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'"
+        "m|'ll|'d)"
+        "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+        // Mistral tekken: the o200k construction without contractions, single digits
+        "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}"
+        "]?[\\p{Lu}"
+        "\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| "
+        "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!"
+        "\\S)|\\s+",
+    };
+    for (const char* k : kKnown) {
+        if (pattern == k) return k;
+    }
+    return nullptr;
+}
+
 PreTokenizer::PreTokenizer(const std::vector<std::string>& regexes) {
     try {
         for (const auto& r : regexes) codes_.push_back(compile(r));

@@ -21,6 +21,12 @@ struct PreTokenizerSpec {
 /// naming source and the value for names moerig does not know.
 PreTokenizerSpec pretokenizer_spec(std::string_view name, const std::string& source);
 
+/// The regex GPT-2's byte-level pre-tokenizer applies (Hugging Face ByteLevel with use_regex).
+extern const char* const kHfByteLevelRegex;
+/// For the pattern of a Hugging Face Split pre-tokenizer (its JSON text), the PCRE2 regex moerig runs for it when
+/// it is one the models moerig supports use (GPT-2, Llama-3, Qwen2/3, DeepSeek-V3, o200k); nullptr otherwise.
+const char* hf_split_regex(std::string_view pattern);
+
 /// Compiled regex list. Thread-safe: match state is per call.
 class PreTokenizer {
   public:

@@ -16,7 +16,8 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cxxflags="-std=c++20 -O1 -g -I. -DMOERIG_TEST_DATA=\"$PWD/tests/data\" $san"
 libs="-lfmt -lpcre2-8"
 srcs=(formats/gguf.cpp formats/mapped_file.cpp formats/safetensors.cpp kernels/dtype.cpp runtime/tokenizer.cpp runtime/tokenizer_spm.cpp
-      runtime/tokenizer_bpe.cpp runtime/tokenizer_pretokenize.cpp runtime/utf8_stream.cpp)
+      runtime/tokenizer_bpe.cpp runtime/tokenizer_pretokenize.cpp runtime/utf8_stream.cpp runtime/tokenizer_hf.cpp
+      runtime/tokenizer_nfc.cpp)
 
 # Library objects, rebuilt when their source or a header is newer.
 objs=()
