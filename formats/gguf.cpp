@@ -341,6 +341,19 @@ GgufModel::GgufModel(const std::filesystem::path& path) {
     }
 }
 
+GgufModel::GgufModel(std::string path, std::map<std::string, GgufValue> metadata, std::vector<GgufTensor> tensors,
+                     std::shared_ptr<const void> keep_alive, std::function<std::string(const std::string&)> describe)
+    : tensors_(std::move(tensors)),
+      path_(std::move(path)),
+      metadata_(std::move(metadata)),
+      keep_alive_(std::move(keep_alive)),
+      describe_(std::move(describe)) {
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+        MOERIG_CHECK(tensor_idx_.emplace(tensors_[i].name, i).second, FormatError, "{}: tensor '{}' appears twice",
+                     path_, describe_tensor(tensors_[i].name));
+    }
+}
+
 const GgufValue* GgufModel::find(const std::string& key) const {
     auto it = metadata().find(key);
     return it == metadata().end() ? nullptr : &it->second;

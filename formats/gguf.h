@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -103,11 +104,20 @@ class GgufFile {
 class GgufModel {
   public:
     explicit GgufModel(const std::filesystem::path& path);
+    /// A model assembled in memory from another source (a Hugging Face checkpoint imported under GGUF names):
+    /// `path` is used in messages, tensor data stays wherever `keep_alive` (e.g. the safetensors mappings)
+    /// keeps it, and `describe` gives a tensor's name in the source's terms for error messages.
+    GgufModel(std::string path, std::map<std::string, GgufValue> metadata, std::vector<GgufTensor> tensors,
+              std::shared_ptr<const void> keep_alive, std::function<std::string(const std::string&)> describe);
 
-    const std::string& path() const { return files_.front()->path(); }
+    const std::string& path() const { return files_.empty() ? path_ : files_.front()->path(); }
+    /// The tensor's name as the source spells it (the GGUF name for GGUF files).
+    std::string describe_tensor(const std::string& name) const { return describe_ ? describe_(name) : name; }
     const GgufFile& file(size_t idx) const { return *files_[idx]; }
     size_t num_files() const { return files_.size(); }
-    const std::map<std::string, GgufValue>& metadata() const { return files_.front()->metadata(); }
+    const std::map<std::string, GgufValue>& metadata() const {
+        return files_.empty() ? metadata_ : files_.front()->metadata();
+    }
     const std::vector<GgufTensor>& tensors() const { return tensors_; }
 
     const GgufValue* find(const std::string& key) const;
@@ -131,9 +141,14 @@ class GgufModel {
     uint64_t total_tensor_bytes() const;
 
   private:
-    std::vector<std::unique_ptr<GgufFile>> files_;
+    std::vector<std::unique_ptr<GgufFile>> files_;  // empty for an in-memory model
     std::vector<GgufTensor> tensors_;
     std::map<std::string, size_t> tensor_idx_;
+    // In-memory models only.
+    std::string path_;
+    std::map<std::string, GgufValue> metadata_;
+    std::shared_ptr<const void> keep_alive_;
+    std::function<std::string(const std::string&)> describe_;
 };
 
 }  // namespace moerig::formats

@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 
 #include "formats/gguf.h"
 #include "kernels/error.h"
 #include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "kernels/router.h"
+#include "runtime/hf_model.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
 
@@ -41,6 +44,17 @@ void touch_weights(const formats::GgufModel& g) {
     std::fprintf(stderr, "\n");
 }
 
+/// The tokenizer of a Hugging Face checkpoint's tokenizer.json, once the tokenizer can read one
+/// (Tokenizer::from_hf_json); nullptr until then, and the caller feeds token ids.
+template <typename T>
+std::unique_ptr<T> hf_tokenizer(const std::filesystem::path& tokenizer_json) {
+    if constexpr (requires { T::from_hf_json(tokenizer_json.string()); }) {
+        return std::make_unique<T>(T::from_hf_json(tokenizer_json.string()));
+    } else {
+        return nullptr;
+    }
+}
+
 }  // namespace
 
 Model::~Model() = default;
@@ -55,12 +69,27 @@ std::unique_ptr<Model> Model::load(const std::string& gguf_path, const ModelOpti
     } else {
         m->pool_ = &kernels::ThreadPool::global();
     }
-    m->gguf_ = std::make_unique<formats::GgufModel>(gguf_path);
+    std::vector<int32_t> hf_eog_ids;
+    std::optional<std::filesystem::path> hf_tokenizer_json;
+    if (is_hf_checkpoint(gguf_path)) {
+        // A Hugging Face directory (or its config.json): the safetensors tensors under GGUF names, in place.
+        HfCheckpoint hf = import_hf_checkpoint(gguf_path);
+        m->gguf_ = std::move(hf.model);
+        hf_eog_ids = std::move(hf.eog_ids);
+        hf_tokenizer_json = std::move(hf.tokenizer_json);
+    } else {
+        m->gguf_ = std::make_unique<formats::GgufModel>(gguf_path);
+    }
     m->hparams_ = ModelHParams::from_gguf(*m->gguf_);
+    for (int32_t id : hf_eog_ids) {
+        if (!m->hparams_.is_eog(id)) m->hparams_.eog_ids.push_back(id);
+    }
+    std::sort(m->hparams_.eog_ids.begin(), m->hparams_.eog_ids.end());
     m->weights_ = ModelWeights::bind(*m->gguf_, m->hparams_);
     m->hparams_.n_vocab = m->weights_.token_embd.rows;
-    if (m->gguf_->find("tokenizer.ggml.model")) {
-        m->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*m->gguf_));
+    if (hf_tokenizer_json) m->tokenizer_ = hf_tokenizer<Tokenizer>(*hf_tokenizer_json);
+    if (m->tokenizer_ || m->gguf_->find("tokenizer.ggml.model")) {
+        if (!m->tokenizer_) m->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*m->gguf_));
         m->hparams_.add_bos = m->tokenizer_->add_bos();
         m->hparams_.bos_id = m->tokenizer_->bos_id();
         for (int32_t id = 0; id < static_cast<int32_t>(m->tokenizer_->vocab_size()); ++id) {
@@ -73,8 +102,9 @@ std::unique_ptr<Model> Model::load(const std::string& gguf_path, const ModelOpti
 }
 
 const Tokenizer& Model::tokenizer() const {
-    MOERIG_CHECK(tokenizer_, FormatError, "{}: the model has no tokenizer (tokenizer.ggml.model is missing)",
-                 gguf_->path());
+    MOERIG_CHECK(tokenizer_, FormatError, "{}: the model has no tokenizer ({})", gguf_->path(),
+                 gguf_->find("moerig.import") ? "no tokenizer.json this engine can read in the checkpoint directory"
+                                              : "tokenizer.ggml.model is missing");
     return *tokenizer_;
 }
 

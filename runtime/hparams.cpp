@@ -146,6 +146,13 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
     }
     hp.yarn_attn_factor *= f32_or("rope.scaling.attn_factor", 1.f);
     hp.rope_type = hp.arch == Arch::kLlama || hp.arch == Arch::kDeepseek2 ? RopeType::kNorm : RopeType::kNeox;
+    // Checkpoints imported from Hugging Face (runtime/hf_model.cpp) keep their own conventions where llama.cpp's
+    // converter rewrites them: unpermuted q/k (rotate halves) and the config's norm_topk_prob.
+    const bool hf_import = g.get_string_opt("moerig.import").value_or("") == "huggingface";
+    if (hf_import) {
+        const auto neox = g.get_bool_opt("moerig.rope_neox");
+        if (neox) hp.rope_type = *neox ? RopeType::kNeox : RopeType::kNorm;
+    }
 
     hp.n_expert = u64_or("expert_count", 0);
     hp.n_expert_used = u64_or("expert_used_count", 0);
@@ -163,8 +170,8 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
                  gating);
     hp.gating_func = static_cast<GatingFunc>(gating);
     // Which graphs renormalise the selected weights is fixed per architecture in llama.cpp.
-    if (hp.arch == Arch::kLlama || hp.arch == Arch::kQwen3Moe) hp.expert_weights_norm = true;
-    if (hp.arch == Arch::kQwen2Moe || hp.arch == Arch::kOlmoe) hp.expert_weights_norm = false;
+    if (!hf_import && (hp.arch == Arch::kLlama || hp.arch == Arch::kQwen3Moe)) hp.expert_weights_norm = true;
+    if (!hf_import && (hp.arch == Arch::kQwen2Moe || hp.arch == Arch::kOlmoe)) hp.expert_weights_norm = false;
     if (hp.arch != Arch::kDeepseek2) hp.gating_func = GatingFunc::kSoftmax;
     if (hp.arch == Arch::kGptOss) {  // openai-moe graph: softmax over the selected logits, no renormalisation
         hp.gating_func = GatingFunc::kSoftmaxWeight;

@@ -34,6 +34,8 @@ class Model {
   public:
     /// Maps the file (and its split parts), reads the hyperparameters and binds every weight. Throws
     /// UnsupportedError naming the supported architectures/types, FormatError naming file, field and offset.
+    /// A directory holding config.json + *.safetensors (or that config.json) loads as a Hugging Face checkpoint
+    /// (runtime/hf_model.h); gguf() is then an in-memory GGUF view of it.
     static std::unique_ptr<Model> load(const std::string& gguf_path, const ModelOptions& options = {});
     ~Model();
 

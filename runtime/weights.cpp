@@ -21,8 +21,8 @@ class WeightBinder {
 
     const formats::GgufTensor& require(const std::string& name) const {
         const auto* t = find(name);
-        MOERIG_CHECK(t, FormatError, "{}: tensor '{}' is missing (required for {})", g_.path(), name,
-                     g_.architecture());
+        MOERIG_CHECK(t, FormatError, "{}: tensor '{}' is missing (required for {})", g_.path(),
+                     g_.describe_tensor(name), g_.architecture());
         return *t;
     }
 
@@ -30,15 +30,16 @@ class WeightBinder {
         std::vector<int64_t> have(t.dims.begin(), t.dims.end());
         while (have.size() < want.size()) have.push_back(1);
         while (want.size() < have.size()) want.push_back(1);
-        MOERIG_CHECK(have == want, FormatError, "{}: tensor '{}' has shape [{}], expected [{}]", g_.path(), t.name,
-                     fmt::join(t.dims, ", "), fmt::join(want, ", "));
+        MOERIG_CHECK(have == want, FormatError,
+                     "{}: tensor '{}' has shape [{}], expected [{}] (GGUF order, innermost first)", g_.path(),
+                     g_.describe_tensor(t.name), fmt::join(t.dims, ", "), fmt::join(want, ", "));
     }
 
     void check_type(const formats::GgufTensor& t) const {
         MOERIG_CHECK(kernels::can_matmul(t.type), UnsupportedError,
                      "{}: tensor '{}' has type {}, which the CPU engine does not support; supported: F32, F16, "
                      "BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4",
-                     g_.path(), t.name, dtype_name(t.type));
+                     g_.path(), g_.describe_tensor(t.name), dtype_name(t.type));
     }
 
     /// A 2-D matrix (rows, cols) = GGUF ne {cols, rows}.
@@ -50,11 +51,37 @@ class WeightBinder {
         return WeightView::dense(t->type, rows, cols, t->data);
     }
 
-    ExpertTensor experts(const std::string& name, int64_t rows, int64_t cols, int64_t num_experts) const {
-        const auto& t = require(name);
-        check_shape(t, {cols, rows, num_experts});
-        check_type(t);
-        return ExpertTensor{t.type, rows, cols, num_experts, t.data};
+    /// Routed experts: the merged tensor `merged` (ne {cols, rows, num_experts}), or, when it is absent and
+    /// `per_expert_fmt` names existing tensors, one tensor per expert (ne {cols, rows} each, one type for all).
+    ExpertTensor experts(const std::string& merged, const std::string& per_expert_fmt, int64_t rows, int64_t cols,
+                         int64_t num_experts) const {
+        const auto per_expert_name = [&](int64_t e) { return fmt::format(fmt::runtime(per_expert_fmt), e); };
+        // Any per-expert tensor (expert 0 may be the one missing) selects the per-expert layout.
+        if (find(merged) || (!find(per_expert_name(0)) && !find(per_expert_name(1)))) {
+            const auto& t = require(merged);
+            check_shape(t, {cols, rows, num_experts});
+            check_type(t);
+            return ExpertTensor{t.type, rows, cols, num_experts, t.data, {}};
+        }
+        ExpertTensor out{DType::F32, rows, cols, num_experts, nullptr, {}};
+        out.per_expert.reserve(static_cast<size_t>(num_experts));
+        for (int64_t e = 0; e < num_experts; ++e) {
+            const std::string name = per_expert_name(e);
+            const auto* t = find(name);
+            MOERIG_CHECK(t, FormatError, "{}: tensor '{}' is missing (per-expert tensors of {} need experts 0..{})",
+                         g_.path(), g_.describe_tensor(name), merged, num_experts - 1);
+            check_shape(*t, {cols, rows});
+            check_type(*t);
+            if (e == 0) out.type = t->type;
+            MOERIG_CHECK(t->type == out.type, FormatError, "{}: tensor '{}' has type {} but expert 0 has type {}",
+                         g_.path(), g_.describe_tensor(name), dtype_name(t->type), dtype_name(out.type));
+            out.per_expert.push_back(t->data);
+        }
+        MOERIG_CHECK(!find(per_expert_name(num_experts)), FormatError,
+                     "{}: tensor '{}' exists but the model has {} experts", g_.path(),
+                     g_.describe_tensor(per_expert_name(num_experts)), num_experts);
+        out.data = out.per_expert.front();
+        return out;
     }
 
     /// A float vector; converted (and owned) when stored as F16/BF16.
@@ -76,7 +103,7 @@ class WeightBinder {
 
     std::vector<float>& dequantized(const formats::GgufTensor& t) const {
         MOERIG_CHECK(kernels::can_dequantize(t.type), UnsupportedError, "{}: tensor '{}' has unsupported type {}",
-                     g_.path(), t.name, dtype_name(t.type));
+                     g_.path(), g_.describe_tensor(t.name), dtype_name(t.type));
         auto& out = w_.owned_.emplace_back(t.num_elems());
         kernels::dequantize_row(t.type, t.data, out.data(), static_cast<int64_t>(t.num_elems()));
         return out;
@@ -175,10 +202,6 @@ void bind_layer(const WeightBinder& b, const ModelHParams& hp, int64_t i, LayerW
     const bool moe = hp.is_moe_layer(i) && (hp.arch != Arch::kLlama || b.find(blk(i, "ffn_gate_inp")));
     if (!moe) {
         const auto* gate = b.find(blk(i, "ffn_gate"));
-        MOERIG_CHECK(gate || !b.find(blk(i, "ffn_gate.0")), UnsupportedError,
-                     "blk.{}: per-expert tensors (ffn_gate.N) are not supported; re-convert the model with merged "
-                     "ffn_*_exps tensors",
-                     i);
         const int64_t n_ff = gate && gate->dims.size() >= 2 ? static_cast<int64_t>(gate->dims[1]) : hp.n_ff;
         l.ffn_gate = b.matrix(blk(i, "ffn_gate"), n_ff, n_embd);
         l.ffn_up = b.matrix(blk(i, "ffn_up"), n_ff, n_embd);
@@ -187,9 +210,10 @@ void bind_layer(const WeightBinder& b, const ModelHParams& hp, int64_t i, LayerW
     }
     const int64_t n_exp = hp.n_expert, n_ff_exp = hp.n_ff_exp;
     l.ffn_gate_inp = b.matrix(blk(i, "ffn_gate_inp"), n_exp, n_embd);
-    l.gate_exps = b.experts(blk(i, "ffn_gate_exps"), n_ff_exp, n_embd, n_exp);
-    l.up_exps = b.experts(blk(i, "ffn_up_exps"), n_ff_exp, n_embd, n_exp);
-    l.down_exps = b.experts(blk(i, "ffn_down_exps"), n_embd, n_ff_exp, n_exp);
+    const auto per_expert = [&](const char* name) { return fmt::format("blk.{}.{}.{{}}.weight", i, name); };
+    l.gate_exps = b.experts(blk(i, "ffn_gate_exps"), per_expert("ffn_gate"), n_ff_exp, n_embd, n_exp);
+    l.up_exps = b.experts(blk(i, "ffn_up_exps"), per_expert("ffn_up"), n_ff_exp, n_embd, n_exp);
+    l.down_exps = b.experts(blk(i, "ffn_down_exps"), per_expert("ffn_down"), n_embd, n_ff_exp, n_exp);
     if (hp.arch == Arch::kGptOss) {
         l.ffn_gate_inp_b = b.vec(blk_bias(i, "ffn_gate_inp"), n_exp);
         l.gate_exps_b = b.vec2(blk_bias(i, "ffn_gate_exps"), n_ff_exp, n_exp);

@@ -18,16 +18,23 @@ namespace moerig::runtime {
 
 using kernels::WeightView;
 
-/// A merged 3-D expert tensor (GGUF ffn_*_exps): num_experts matrices of rows x cols, expert-major.
+/// The routed experts of one projection: a merged 3-D tensor (GGUF ffn_*_exps, num_experts matrices of
+/// rows x cols, expert-major), or one matrix per expert (per-expert GGUF tensors ffn_gate.E, Hugging Face
+/// experts.E.*), each used in place. Callers go through expert(e) and never look at the layout.
 struct ExpertTensor {
     DType type = DType::F32;
     int64_t rows = 0;  // output features per expert
     int64_t cols = 0;  // input features
     int64_t num_experts = 0;
-    const void* data = nullptr;
+    const void* data = nullptr;           // merged: the whole tensor; per-expert: expert 0
+    std::vector<const void*> per_expert;  // empty when merged
 
     bool present() const { return data != nullptr; }
-    WeightView expert(int64_t expert_idx) const { return WeightView::expert(type, rows, cols, data, expert_idx); }
+    bool merged() const { return per_expert.empty(); }
+    WeightView expert(int64_t expert_idx) const {
+        if (per_expert.empty()) return WeightView::expert(type, rows, cols, data, expert_idx);
+        return WeightView::dense(type, rows, cols, per_expert.at(static_cast<size_t>(expert_idx)));
+    }
 };
 
 /// One transformer block. Absent tensors have data == nullptr.
