@@ -179,19 +179,43 @@ int main(int argc, char** argv) {
     }
 
     // ---- prefill GEMM --------------------------------------------------------------------------------
+    // A dense projection (2048 rows x 128 tokens) and an expert group of a 64-expert, top-8 MoE at a 64-token
+    // prompt (512 rows x 8 tokens). Validated against the activation-rounded reference before timing.
     std::printf("\n%-6s %8s %8s %10s %10s\n", "GEMM", "rows", "tokens", "ms", "GFLOP/s");
+    struct GemmShape {
+        int64_t rows, tokens;
+    };
     for (DType t : {DType::Q4_K, DType::Q8_0, DType::Q6_K, DType::F16}) {
-        const int64_t rows = 2048, tokens = 128;
-        const size_t rb = row_bytes(t, cols);
-        std::vector<uint8_t> w(rb * rows);
-        const auto src = random_floats(cols * 256, 3, 0.05f);
-        for (int64_t r = 0; r < rows; ++r) quantize_row(t, src.data() + (r % 256) * cols, w.data() + r * rb, cols);
-        const WeightView view = WeightView::dense(t, rows, cols, w.data());
-        std::vector<float> y(rows * tokens);
-        const double s = best_seconds(3, [&] { matmul(view, x.data(), tokens, y.data(), pool); });
-        std::printf("%-6s %8lld %8lld %10.2f %10.1f\n", std::string(dtype_name(t)).c_str(),
-                    static_cast<long long>(rows), static_cast<long long>(tokens), s * 1e3,
-                    2.0 * rows * cols * tokens / s / 1e9);
+        for (const GemmShape shape : {GemmShape{2048, 128}, GemmShape{512, 8}}) {
+            const int64_t rows = shape.rows, tokens = shape.tokens;
+            const size_t rb = row_bytes(t, cols);
+            std::vector<uint8_t> w(rb * rows);
+            const auto src = random_floats(cols * 256, 3, 0.05f);
+            for (int64_t r = 0; r < rows; ++r) {
+                quantize_row(t, src.data() + (r % 256) * cols, w.data() + r * rb, cols);
+            }
+            const WeightView view = WeightView::dense(t, rows, cols, w.data());
+            std::vector<float> y(rows * tokens), y_ref(16 * tokens);
+            matmul(view, x.data(), tokens, y.data(), pool);
+            matmul_ref_act(view.slice_rows(0, 16), x.data(), tokens, y_ref.data());
+            double err = 0, ref = 0;
+            for (int64_t k = 0; k < tokens; ++k) {
+                for (int r = 0; r < 16; ++r) {
+                    const double d = y[k * rows + r] - y_ref[k * 16 + r];
+                    err += d * d;
+                    ref += static_cast<double>(y_ref[k * 16 + r]) * y_ref[k * 16 + r];
+                }
+            }
+            if (!(err <= 1e-9 * ref)) {
+                std::printf("%-6s GEMM VALIDATION FAILED (nmse %.3g)\n", std::string(dtype_name(t)).c_str(), err / ref);
+                return 1;
+            }
+            const int reps = tokens >= 64 ? 3 : 20;
+            const double s = best_seconds(reps, [&] { matmul(view, x.data(), tokens, y.data(), pool); });
+            std::printf("%-6s %8lld %8lld %10.3f %10.1f\n", std::string(dtype_name(t)).c_str(),
+                        static_cast<long long>(rows), static_cast<long long>(tokens), s * 1e3,
+                        2.0 * rows * cols * tokens / s / 1e9);
+        }
     }
 
     // ---- peer: ggml's vec_dot on the same bytes, one thread, L2-resident rows ----------------------------

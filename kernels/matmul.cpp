@@ -1,7 +1,9 @@
 // Weight x activation products. The reference dequantises each weight row and accumulates in double; the fast
 // path converts the (gathered) activations once to the dot product's type (as llama.cpp: Q8_0/Q8_K, or F16/BF16
 // for half weights), then walks tiles of weight rows, running every token over a
-// tile while it is in cache, with rows (or, for small matrices, tokens) split over the thread pool.
+// tile while it is in cache, with rows (or, for small matrices, tokens) split over the thread pool. Q8_0 and Q4_K
+// weights with several tokens (prefill, expert groups) instead go through register-blocked integer GEMMs
+// (gemm_q8_0.cpp, gemm_q4_k.cpp) on the same quantised activations.
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -9,6 +11,8 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "kernels/gemm_q4_k.h"
+#include "kernels/gemm_q8_0.h"
 #include "kernels/quant.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/vec_dot.h"
@@ -24,6 +28,11 @@ namespace {
 constexpr int64_t kRowTile = 16;
 // Tokens per pass over a tile: 32 quantised 4096-wide activation rows (~150 KiB) stay in L2 with the tile.
 constexpr int64_t kTokenTile = 32;
+// From this many tokens on, Q8_0 (Q4_K) weights go through the register-blocked integer GEMMs; a single token
+// (decode) keeps the streaming per-row dot product. Building a panel of Q4_K rows costs about as much as the
+// micro-kernel saves at 2 tokens (measured with bench_kernels), so Q4_K starts at 3.
+constexpr int64_t kGemmMinTokensQ8_0 = 2;
+constexpr int64_t kGemmMinTokensQ4_K = 3;
 // Decode streams each weight row once: asking for the row this far ahead keeps more misses in flight per core
 // than the hardware prefetcher does on its own across block-structured rows.
 constexpr int64_t kPrefetchRows = 2;
@@ -172,10 +181,80 @@ void matmul_ref_act(const WeightView& w, const float* x, int64_t num_tokens, flo
     matmul_ref_act(w, dense_io(w, x, num_tokens, y));
 }
 
+namespace {
+
+// Weights with a register-blocked integer GEMM (gemm_q8_0.h, gemm_q4_k.h) and several tokens: quantise each
+// activation row as quantize_activations does (Q8_0 rows are then repacked for the micro-kernel), and split rows
+// (or tokens, for small matrices) over the pool as the per-row path does.
+bool use_gemm(DType type, int64_t num_tokens) {
+    if (type == DType::Q8_0) return num_tokens >= kGemmMinTokensQ8_0 && gemm_q8_0_supported();
+    if (type == DType::Q4_K) return num_tokens >= kGemmMinTokensQ4_K && gemm_q4_k_supported();
+    return false;
+}
+
+void matmul_gemm(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
+    const int64_t num_tokens = io.num_tokens;
+    const bool q8_0 = w.type == DType::Q8_0;
+    const DType act_type = activation_type(w.type);
+    const size_t q_bytes = row_bytes(act_type, w.cols);
+    const size_t act_bytes = q8_0 ? gemm_q8_0_packed_bytes(w.cols) : (q_bytes + 63) / 64 * 64;
+    thread_local std::vector<uint8_t> act_buf;
+    thread_local std::vector<const void*> acts;
+    thread_local std::vector<float*> ys;
+    act_buf.resize(act_bytes * num_tokens + 64);
+    uint8_t* base = act_buf.data() + (64 - reinterpret_cast<uintptr_t>(act_buf.data()) % 64) % 64;
+    acts.resize(num_tokens);
+    ys.resize(num_tokens);
+    for (int64_t t = 0; t < num_tokens; ++t) {
+        acts[t] = base + act_bytes * t;
+        ys[t] = y_row(io, t);
+    }
+    auto quantize = [&](int64_t t0, int64_t t1, int) {
+        thread_local std::vector<uint8_t> q;
+        q.resize(q_bytes);
+        for (int64_t t = t0; t < t1; ++t) {
+            if (q8_0) {
+                quantize_activations(act_type, x_row(io, t), q.data(), w.cols);
+                gemm_q8_0_pack(q.data(), w.cols, base + act_bytes * t);
+            } else {
+                quantize_activations(act_type, x_row(io, t), base + act_bytes * t, w.cols);
+            }
+        }
+    };
+    if (num_tokens >= 4) {
+        pool.parallel_for(num_tokens, quantize);
+    } else {
+        quantize(0, num_tokens, 0);
+    }
+    const void* const* act_ptrs = acts.data();
+    float* const* y_ptrs = ys.data();
+    auto gemm = [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+        if (q8_0) {
+            gemm_q8_0(w, r0, r1, act_ptrs + t0, y_ptrs + t0, t1 - t0);
+        } else {
+            gemm_q4_k(w, r0, r1, act_ptrs + t0, y_ptrs + t0, t1 - t0);
+        }
+    };
+    const int64_t num_threads = pool.num_threads();
+    if (w.rows >= kRowTile * num_threads || num_tokens < num_threads) {
+        const int64_t grain = w.rows >= kRowTile * num_threads ? kRowTile : 1;
+        pool.parallel_for(
+            w.rows, [&](int64_t r0, int64_t r1, int) { gemm(r0, r1, 0, num_tokens); }, grain);
+    } else {
+        pool.parallel_for(num_tokens, [&](int64_t t0, int64_t t1, int) { gemm(0, w.rows, t0, t1); });
+    }
+}
+
+}  // namespace
+
 void matmul(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
     check_view(w, "matmul");
     check_io(w, io, "matmul");
     if (io.num_tokens == 0 || w.rows == 0) return;
+    if (use_gemm(w.type, io.num_tokens)) {
+        matmul_gemm(w, io, pool);
+        return;
+    }
     const DType act_type = activation_type(w.type);
     const VecDotFn dot = vec_dot_fn(w.type);
     const int64_t num_tokens = io.num_tokens;
