@@ -1,14 +1,18 @@
-// LocalCommunicator: mailboxes per ordered rank pair under one mutex; payloads are copied outside the
-// lock, straight from the sender's buffer, which stays valid until the receiver has taken it.
+// LocalCommunicator: mailboxes per ordered rank pair under one mutex and one wake-up condition per rank;
+// payloads are copied outside the lock, small ones from the mailbox's own copy (eager), large ones straight
+// from the sender's buffer, which stays valid until the receiver has taken it.
 #include "runtime/local_communicator.h"
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "kernels/error.h"
 
@@ -17,22 +21,31 @@ namespace moerig::runtime {
 /// State shared by the ranks of one local communicator.
 class LocalWorld {
   public:
+    /// Messages up to this size are sent eagerly: copied into the mailbox at post, so the sender does not
+    /// wait for its receivers (a decode step's messages are a few KB; waiting for them to be taken cost each
+    /// sender a sleep and a wake-up per exchange). Larger ones are copied once, straight from the sender.
+    static constexpr size_t kEagerBytes = size_t{64} << 10;
+
     struct Posted {
         const void* data = nullptr;
         size_t num_bytes = 0;
         LinkEmulation::Departure departure;
-        bool popped = false;  // a receiver is copying it (outside the lock)
+        std::vector<std::byte> eager;  // the payload of an eager message (data points here)
+        bool popped = false;           // a receiver is copying it (outside the lock)
         bool taken = false;
     };
 
     LocalWorld(int num_ranks, std::shared_ptr<LinkEmulation> links)
-        : num_ranks_(num_ranks), links_(std::move(links)), mailboxes_(num_ranks * num_ranks) {}
+        : num_ranks_(num_ranks), links_(std::move(links)), cv_(num_ranks), mailboxes_(num_ranks * num_ranks) {}
 
     int num_ranks_;
     std::shared_ptr<LinkEmulation> links_;
     std::mutex mutex_;
-    std::condition_variable cv_;
-    std::vector<std::deque<Posted*>> mailboxes_;  // [src * num_ranks + dst], in issue order
+    // One condition per rank, waited on by that rank's thread: a post wakes its receiver and a
+    // take wakes its sender, not every card (with one shared condition each event woke all ranks, which
+    // costs a context switch per idle card per message on a decode step).
+    std::vector<std::condition_variable> cv_;
+    std::vector<std::deque<std::shared_ptr<Posted>>> mailboxes_;  // [src * num_ranks + dst], in issue order
     bool aborted_ = false;
     std::string abort_reason_;
     int barrier_count_ = 0;
@@ -46,7 +59,10 @@ class LocalWorld {
             aborted_ = true;
             abort_reason_ = reason;
         }
-        cv_.notify_all();
+        notify_all_ranks();
+    }
+    void notify_all_ranks() {
+        for (auto& cv : cv_) cv.notify_all();
     }
 };
 
@@ -99,7 +115,19 @@ void LocalCommunicator::group_end() {
     LocalWorld& w = *world_;
     const int n = w.num_ranks_;
 
-    std::vector<LocalWorld::Posted> posted(sends.size());
+    // Eager payloads are copied before the lock is taken.
+    std::vector<std::shared_ptr<LocalWorld::Posted>> posted(sends.size());
+    for (size_t i = 0; i < sends.size(); ++i) {
+        auto& p = posted[i] = std::make_shared<LocalWorld::Posted>();
+        p->num_bytes = sends[i].num_bytes;
+        p->data = sends[i].data;
+        if (sends[i].peer != rank_ && sends[i].num_bytes <= LocalWorld::kEagerBytes) {
+            const auto* from = static_cast<const std::byte*>(sends[i].data);
+            p->eager.assign(from, from + sends[i].num_bytes);
+            p->data = p->eager.data();
+        }
+    }
+    const auto waits_for_receiver = [](const std::shared_ptr<LocalWorld::Posted>& p) { return p->eager.empty(); };
     std::vector<LinkMessage> incoming;
     std::vector<LinkEmulation::Departure> incoming_departures;
     double start_s = 0;
@@ -112,15 +140,14 @@ void LocalCommunicator::group_end() {
         std::vector<LinkMessage> out;
         for (const Op& s : sends) out.push_back(LinkMessage{rank_, s.peer, s.num_bytes});
         const auto departures = w.links_->depart(rank_, out);
-        for (size_t i = 0; i < sends.size(); ++i) posted[i].departure = departures[i];
+        for (size_t i = 0; i < sends.size(); ++i) posted[i]->departure = departures[i];
         if (!departures.empty()) own_up_end = departures.back().up_end;
     }
-    for (size_t i = 0; i < sends.size(); ++i) {
-        posted[i].data = sends[i].data;
-        posted[i].num_bytes = sends[i].num_bytes;
-        w.mailboxes_[rank_ * n + sends[i].peer].push_back(&posted[i]);
+    for (size_t i = 0; i < sends.size(); ++i) w.mailboxes_[rank_ * n + sends[i].peer].push_back(posted[i]);
+    for (int peer = 0; peer < n; ++peer) {
+        if (peer != rank_ && std::any_of(sends.begin(), sends.end(), [&](const Op& s) { return s.peer == peer; }))
+            w.cv_[peer].notify_all();
     }
-    w.cv_.notify_all();
 
     struct Taken {
         int src_rank;
@@ -132,9 +159,9 @@ void LocalCommunicator::group_end() {
     for (size_t i = 0; i < recvs.size(); ++i) {
         const Op& r = recvs[i];
         auto& box = w.mailboxes_[r.peer * n + rank_];
-        w.cv_.wait(lock, [&] { return w.aborted_ || !box.empty(); });
+        w.cv_[rank_].wait(lock, [&] { return w.aborted_ || !box.empty(); });
         w.throw_if_aborted(rank_);
-        LocalWorld::Posted* p = box.front();
+        const std::shared_ptr<LocalWorld::Posted> p = box.front();  // keeps an eager payload alive
         box.pop_front();
         p->popped = true;
         if (p->num_bytes != r.num_bytes) {
@@ -149,24 +176,28 @@ void LocalCommunicator::group_end() {
         lock.lock();
         p->taken = true;
         taken.push_back(Taken{r.peer, i, p->departure, r.num_bytes});
-        w.cv_.notify_all();
+        if (r.peer != rank_ && waits_for_receiver(p)) w.cv_[r.peer].notify_all();
     }
-    // The sender's buffers must stay valid until every receiver has copied out of them.
-    w.cv_.wait(lock, [&] {
-        return w.aborted_ || std::all_of(posted.begin(), posted.end(), [](const auto& p) { return p.taken; });
+    // The sender's buffers must stay valid until every receiver has copied out of them (eager payloads
+    // are the mailbox's own).
+    w.cv_[rank_].wait(lock, [&] {
+        return w.aborted_ || std::all_of(posted.begin(), posted.end(),
+                                         [&](const auto& p) { return !waits_for_receiver(p) || p->taken; });
     });
     if (w.aborted_) {
-        // Peers may still point at posted[]: withdraw what was not taken before it goes out of scope.
+        // Peers may still point into this rank's buffers: withdraw what was not taken before returning.
         for (int dst = 0; dst < n; ++dst) {
             auto& box = w.mailboxes_[rank_ * n + dst];
             box.erase(std::remove_if(box.begin(), box.end(),
-                                     [&](LocalWorld::Posted* p) {
-                                         return p >= posted.data() && p < posted.data() + posted.size();
+                                     [&](const std::shared_ptr<LocalWorld::Posted>& p) {
+                                         return waits_for_receiver(p) &&
+                                                std::find(posted.begin(), posted.end(), p) != posted.end();
                                      }),
                       box.end());
         }
-        w.cv_.wait(lock, [&] {
-            return std::all_of(posted.begin(), posted.end(), [](const auto& p) { return !p.popped || p.taken; });
+        w.cv_[rank_].wait(lock, [&] {
+            return std::all_of(posted.begin(), posted.end(),
+                               [&](const auto& p) { return !waits_for_receiver(p) || !p->popped || p->taken; });
         });
         w.throw_if_aborted(rank_);
     }
@@ -227,10 +258,10 @@ void LocalCommunicator::barrier() {
             for (int r = 0; r < w.num_ranks_; ++r) all[r] = r;
             w.links_->align(all);
         }
-        w.cv_.notify_all();
+        w.notify_all_ranks();
         return;
     }
-    w.cv_.wait(lock, [&] { return w.aborted_ || w.barrier_generation_ != generation; });
+    w.cv_[rank_].wait(lock, [&] { return w.aborted_ || w.barrier_generation_ != generation; });
     w.throw_if_aborted(rank_);
 }
 

@@ -1,6 +1,7 @@
 // Communicators for virtual cards in one process: one rank per card, each driven by its own thread.
-// Grouped sends are posted at group_end and received by copying straight from the sender's buffer;
-// the sender returns once every message it posted has been taken. Optional link emulation models
+// Grouped sends are posted at group_end; small messages are copied into the mailbox (eager) and the
+// sender does not wait for them, large ones are received by copying straight from the sender's buffer
+// and the sender returns once every one of them has been taken. Optional link emulation models
 // the time each exchange would take on the rig's PCIe links (and can sleep to match it).
 #pragma once
 

@@ -147,7 +147,10 @@ TEST(LinkEmulation, StagedMessageCrossesBothLinksAndDirectOneGoesAtTheSlowerLink
             if (r == 1) comms[1]->recv(in.data(), bytes, 0);
         });
         const double up = bytes / a.bytes_per_s(), down = bytes / b.bytes_per_s();
-        const double expected = (p2p ? std::max(up, down) : up + down) + b.latency_s;
+        // Staged in 128 KiB chunks: the faster receiver link takes each chunk as soon as it is in host
+        // memory, so only the last chunk's second crossing adds to the sender's time.
+        const double last_chunk_down = LinkEmulation::kDefaultStageChunkBytes / b.bytes_per_s();
+        const double expected = (p2p ? std::max(up, down) : up + last_chunk_down) + b.latency_s;
         EXPECT_DOUBLE_EQ(links->message_s(0, 1, bytes), expected);
         EXPECT_DOUBLE_EQ(comms[1]->stats().modelled_s, expected) << "p2p " << p2p;
         EXPECT_DOUBLE_EQ(comms[0]->stats().modelled_s, up);  // the sender is done once its bytes left
@@ -180,6 +183,37 @@ TEST(LinkEmulation, AllToAllOnSharedLinksSerialisesEachCardsUplinkAndDownlink) {
         double free = 0;
         for (auto [up_end, s] : arrivals) free = std::max(free, up_end) + t;
         EXPECT_DOUBLE_EQ(links->clock_s(r), free + link.latency_s) << "rank " << r;
+    }
+}
+
+TEST(LinkEmulation, StagedMessageAsOneChunkIsStoreAndForward) {
+    const LinkSpec link{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 2e-6};
+    const LinkEmulation chunked({link, link}), whole({link, link}, false, 0);
+    const size_t bytes = 10 * LinkEmulation::kDefaultStageChunkBytes;
+    const double t = bytes / link.bytes_per_s();
+    EXPECT_DOUBLE_EQ(whole.message_s(0, 1, bytes), 2 * t + link.latency_s);
+    EXPECT_DOUBLE_EQ(chunked.message_s(0, 1, bytes), t + t / 10 + link.latency_s);
+    EXPECT_DOUBLE_EQ(chunked.message_s(0, 1, 1000), whole.message_s(0, 1, 1000));
+}
+
+TEST(LinkEmulation, StagedAllToAllPipelinesChunksSoEachDownlinkIdlesOnlyForTheFirstChunk) {
+    // Four staged cards, B = 8 chunks to each peer: sender s uplinks to s+1, s+2, s+3 back to back
+    // (T = B / bw each). Receiver r's chunks become ready one chunk time c apart from c to 3T without
+    // gaps, so its downlink is busy from c to 3T + c: (n-1) B of traffic in (n-1) T + c.
+    const int n = 4;
+    const size_t chunk = LinkEmulation::kDefaultStageChunkBytes, b = 8 * chunk;
+    const LinkSpec link{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 1e-6};
+    auto links = std::make_shared<LinkEmulation>(std::vector<LinkSpec>(n, link));
+    auto comms = make_local_communicators(n, links);
+    std::vector<std::vector<char>> out(n, std::vector<char>(n * b, 3)), in(n, std::vector<char>(n * b));
+    run_on_ranks(comms, [&](int r) {
+        std::vector<size_t> counts(n, b);
+        comms[r]->all_to_all_v(out[r].data(), counts, in[r].data(), counts);
+    });
+    const double t = b / link.bytes_per_s(), c = chunk / link.bytes_per_s();
+    for (int r = 0; r < n; ++r) {
+        EXPECT_NEAR(links->clock_s(r), (n - 1) * t + c + link.latency_s, 1e-12) << "rank " << r;
+        EXPECT_DOUBLE_EQ(links->down_busy_s(r), (n - 1) * t);
     }
 }
 

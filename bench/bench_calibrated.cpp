@@ -1,0 +1,214 @@
+// Measured vs predicted on virtual cards. Calibrates "this CPU as a card" once (achieved GEMV bandwidth
+// streaming the model's own expert matrices, cold in cache, with the card's threads), writes a rig of such
+// cards on PCIe gen1 x1 risers without P2P, plans the model on it and runs each plan with emulated links
+// that sleep (wall time includes link time); then compares measured decode tokens/s with the plan's
+// prediction (target: within 15%). A one-card rig of the same card checks the calibration alone.
+// Virtual cards share the host's cores and DRAM, real cards do not: the card is calibrated twice, alone
+// (what a pipeline stage gets: one card works at a time) and with every card streaming at once (what
+// expert-parallel cards get while their experts run together), and both predictions are printed.
+// Validates once (every sharded run generates the one-card tokens) before timing.
+// Usage: bench_calibrated model.gguf [threads_per_card=1] [num_cards=4] [out_dir=.] [decode_tokens=32]
+#include <fmt/format.h>
+#include <fmt/os.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/threadpool.h"
+#include "runtime/model.h"
+#include "runtime/session.h"
+#include "runtime/sharded_executor.h"
+#include "runtime/sharded_run.h"
+#include "sharding/cost_coefficients.h"
+
+using namespace moerig::runtime;
+namespace coeff = moerig::sharding::coeff;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int64_t kContext = 256;
+const std::vector<int32_t> kPrompt = {1, 17, 230, 45, 9, 301, 77, 12};
+
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// Bytes per second per card that num_cards cards (each its own thread pool of `threads`) achieve in
+/// decode-shaped GEMVs (one token), all streaming at once: card c reads every expert matrix of the layers
+/// l with l % num_cards == c, in order, so nothing is in cache when it is read. The first pass pages the
+/// mapping in; the best of the timed passes counts.
+double calibrate_gemv_bytes_per_s(const Model& model, int threads, int num_cards) {
+    std::vector<std::vector<moerig::kernels::WeightView>> views(num_cards);
+    std::vector<size_t> num_bytes(num_cards, 0);
+    const auto& layers = model.weights().layers;
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const int card = static_cast<int>(l % num_cards);
+        for (const ExpertTensor* t : {&layers[l].gate_exps, &layers[l].up_exps, &layers[l].down_exps}) {
+            for (int64_t e = 0; e < t->num_experts; ++e) {
+                views[card].push_back(t->expert(e));
+                num_bytes[card] += views[card].back().row_stride_bytes * static_cast<size_t>(views[card].back().rows);
+            }
+        }
+    }
+    for (int c = 0; c < num_cards; ++c)
+        MOERIG_CHECK(!views[c].empty(), moerig::ConfigError, "{}: no expert matrices to calibrate card {} of {} on",
+                     model.gguf().path(), c, num_cards);
+    std::vector<double> best(num_cards, 0);
+    {
+        std::vector<std::jthread> cards;
+        for (int c = 0; c < num_cards; ++c) {
+            cards.emplace_back([&, c] {
+                moerig::kernels::ThreadPool pool(threads);
+                const int64_t max_dim = model.hparams().n_embd * 8;
+                std::vector<float> x(static_cast<size_t>(max_dim), 0.5f), y(static_cast<size_t>(max_dim));
+                for (int pass = 0; pass < 4; ++pass) {
+                    const auto t0 = Clock::now();
+                    for (const auto& w : views[c]) moerig::kernels::matmul(w, x.data(), 1, y.data(), pool);
+                    if (pass > 0) best[c] = std::max(best[c], double(num_bytes[c]) / seconds_since(t0));
+                }
+            });
+        }
+    }
+    return *std::min_element(best.begin(), best.end());
+}
+
+/// A rig of num_cards CPU virtual cards with the calibrated bandwidth, written as rig YAML (a catalog
+/// card stands in; every rate the decode cost model reads is overridden).
+std::string write_rig(const std::string& dir, const std::string& tag, int num_cards, double card_mem_bw,
+                      uint64_t vram_bytes) {
+    const std::string name = fmt::format("cpu-{}x-calibrated{}-gen1x1", num_cards, tag);
+    const std::string path = (std::filesystem::path(dir) / (name + ".yaml")).string();
+    auto out = fmt::output_file(path);
+    out.print("# Written by bench_calibrated: this CPU as {} virtual card(s), calibrated GEMV bandwidth\n", num_cards);
+    out.print("# (achieved / kMemBandwidthEfficiency, so the cost model's achieved rate is the measured one).\n");
+    out.print("name: {}\ndescription: CPU virtual cards, calibrated, gen1 x1 risers, no P2P\n", name);
+    out.print("host:\n  name: this-cpu\n  ram: 16 GiB\n  mem_bw: {:.0f}\n", card_mem_bw);
+    out.print("cards:\n  - card: P106-100\n    count: {}\n    pcie_gen: 1\n    lanes: 1\n    p2p: false\n", num_cards);
+    out.print("    vram: {}\n    reserve: 64 MiB\n    mem_bw: {:.0f}\n", vram_bytes, card_mem_bw);
+    return path;
+}
+
+/// The strategy choice that forces a plan's strategy ("expert_parallel" -> "expert-parallel").
+const char* chosen_choice(const std::string& strategy) {
+    if (strategy == "expert_parallel") return "expert-parallel";
+    if (strategy == "hybrid") return "hybrid";
+    return "pipeline";
+}
+
+/// Greedy decode after the prompt: tokens and decode seconds.
+template <class Eval>
+std::pair<std::vector<int32_t>, double> decode(Eval&& eval, int num_tokens) {
+    std::vector<int32_t> out;
+    std::vector<float> logits = eval(std::span<const int32_t>(kPrompt));
+    const auto t0 = Clock::now();
+    for (int i = 0; i < num_tokens; ++i) {
+        const auto next = static_cast<int32_t>(moerig::kernels::argmax(logits.data(), int64_t(logits.size())));
+        out.push_back(next);
+        logits = eval(std::span<const int32_t>(&next, 1));
+    }
+    return {out, seconds_since(t0)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        fmt::print(stderr,
+                   "usage: bench_calibrated model.gguf [threads_per_card=1] [num_cards=4] [out_dir=.] "
+                   "[decode_tokens=32]\n");
+        return 2;
+    }
+    const std::string path = argv[1];
+    const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
+    const int num_cards = argc > 3 ? std::atoi(argv[3]) : 4;
+    const std::string out_dir = argc > 4 ? argv[4] : ".";
+    const int num_tokens = argc > 5 ? std::atoi(argv[5]) : 32;
+    try {
+        auto model = Model::load(path, ModelOptions{.num_threads = threads, .context = kContext, .progress = false});
+        const ModelHParams& hp = model->hparams();
+        const uint64_t model_bytes = std::filesystem::file_size(path);
+        fmt::print("model {} ({:.0f} MB): {} layers, hidden {}, {} experts (top {}); {} thread(s) per card\n", path,
+                   model_bytes / 1e6, hp.n_layer, hp.n_embd, hp.n_expert, hp.n_expert_used, threads);
+
+        const double achieved = calibrate_gemv_bytes_per_s(*model, threads, 1);
+        const double achieved_shared = calibrate_gemv_bytes_per_s(*model, threads, num_cards);
+        const double card_mem_bw = achieved / coeff::kMemBandwidthEfficiency;
+        const double shared_mem_bw = achieved_shared / coeff::kMemBandwidthEfficiency;
+        fmt::print(
+            "calibration: GEMV over the expert matrices, per card: alone {:.2f} GB/s, {} cards at once {:.2f} "
+            "GB/s\n  -> card mem_bw (achieved / {:.2f}) {:.2f} / {:.2f} GB/s\n",
+            achieved / 1e9, num_cards, achieved_shared / 1e9, coeff::kMemBandwidthEfficiency, card_mem_bw / 1e9,
+            shared_mem_bw / 1e9);
+
+        // One card: the calibration alone (no links, no sharding).
+        Session session(*model, kContext);
+        auto [ref_tokens, ref_s] = decode([&](std::span<const int32_t> t) { return session.eval(t); }, num_tokens);
+        session.reset();
+        ref_s = std::min(ref_s, decode([&](std::span<const int32_t> t) { return session.eval(t); }, num_tokens).second);
+
+        // Cards of 1.5x an even share: the model must spread over (nearly) all of them.
+        const uint64_t share = model_bytes / num_cards;
+        const uint64_t card_vram = share + share / 2 + (128ull << 20);
+        const std::string rig1 = write_rig(out_dir, "", 1, card_mem_bw, model_bytes + (256ull << 20));
+        const std::string rig = write_rig(out_dir, "", num_cards, card_mem_bw, card_vram);
+        const std::string rig_shared = write_rig(out_dir, "-shared", num_cards, shared_mem_bw, card_vram);
+        fmt::print("rigs: {}\n      {}\n      {}\n\n", rig1, rig, rig_shared);
+        fmt::print("{:>6} {:>16} {:>16} {:>12} {:>12} {:>9} {:>14} {:>14}\n", "cards", "strategy", "chosen",
+                   "plan_tok/s", "meas_tok/s", "meas/plan", "shared_plan", "meas/shared");
+        {
+            std::string chosen;
+            double predicted = 0;
+            plan_layout(*model, rig1, kContext, int64_t(kPrompt.size()), num_tokens, "auto", &chosen, &predicted);
+            const double measured = num_tokens / ref_s;
+            fmt::print("{:>6} {:>16} {:>16} {:>12.2f} {:>12.2f} {:>9.2f} {:>14} {:>14}\n", 1, "session", chosen,
+                       predicted, measured, measured / predicted, "-", "-");
+        }
+        for (const char* choice : {"auto", "pipeline", "expert-parallel", "hybrid"}) {
+            std::string chosen, chosen_shared;
+            double predicted = 0, predicted_shared = 0;
+            ShardLayout layout;
+            try {
+                layout = plan_layout(*model, rig, kContext, int64_t(kPrompt.size()), num_tokens, choice, &chosen,
+                                     &predicted);
+                // The same plan's prediction with the shared-DRAM card (the strategy is forced to the one run).
+                plan_layout(*model, rig_shared, kContext, int64_t(kPrompt.size()), num_tokens, chosen_choice(chosen),
+                            &chosen_shared, &predicted_shared);
+            } catch (const std::exception& e) {
+                fmt::print("{:>6} {:>16} not planned: {}\n", num_cards, choice, e.what());
+                continue;
+            }
+            ShardedModel sharded(
+                *model, layout,
+                ShardedOptions{
+                    .context = kContext, .threads_per_card = threads, .emulate_links = true, .sleep_links = true});
+            auto [tokens, s] = decode([&](std::span<const int32_t> t) { return sharded.eval(t); }, num_tokens);
+            if (tokens != ref_tokens) {
+                fmt::print(stderr, "validation failed: plan '{}' generated other tokens than one card\n", choice);
+                return 1;
+            }
+            sharded.reset();
+            const double link_before = sharded.modelled_link_s();
+            const auto [_, s2] = decode([&](std::span<const int32_t> t) { return sharded.eval(t); }, num_tokens);
+            const double link_per_token = (sharded.modelled_link_s() - link_before) / (num_tokens + 1);
+            s = std::min(s, s2);
+            const double measured = num_tokens / s;
+            fmt::print("{:>6} {:>16} {:>16} {:>12.2f} {:>12.2f} {:>9.2f} {:>14.2f} {:>14.2f}   link {:.3f} ms/token\n",
+                       layout.num_cards(), choice, chosen, predicted, measured, measured / predicted, predicted_shared,
+                       measured / predicted_shared, link_per_token * 1e3);
+        }
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "bench_calibrated: {}\n", e.what());
+        return 1;
+    }
+    return 0;
+}
