@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot GPU check of the CUDA backend on a borrowed machine (written for one H200, sm_90, < 8 minutes):
 # dependencies, a fresh sm_90 build of only the needed targets, the CUDA kernel tests, CudaDevice/virtual
-# cards/one-rank NCCL tests, `moerig probe`, and bench_cuda_decode. Every step logs to OUTDIR and a failing
+# cards/one-rank NCCL tests, the engine's GPU forward pass on every fixture model against the CPU engine, the
+# device-copy communicator on 4 virtual cards, `moerig probe`, and bench_cuda_decode. Every step logs to OUTDIR and a failing
 # step does not stop the others; OUTDIR/summary.txt lists PASS/FAIL/SKIP per step plus the figures.
 # Exit code: 0 when no step failed, 1 otherwise. At most 8 files are written, all directly in OUTDIR.
 # Usage: tools/device-check.sh OUTDIR   (env: BUILD_DIR=build-device, CUDA_ARCH=90, JOBS=$(nproc))
@@ -197,13 +198,22 @@ if [ "${target_ok[moerig_integration_tests]}" = 1 ]; then
 else
     skip "cuda device + nccl tests" "moerig_integration_tests did not build"
 fi
-# End-to-end fixture models and sharded runs on the GPU need a GPU forward pass in the engine; none is
-# wired into `moerig run` yet, so these are reported rather than silently omitted.
-if [ "${target_ok[moerig]}" = 1 ] && "$BIN_MOERIG" run --help 2>/dev/null | grep -qiE -- '--(gpu|cuda|device)\b'; then
-    note "NOTE moerig run has a GPU option now: add its fixture and 4-virtual-card runs to this script"
+# 5b. The engine's GPU forward pass on every fixture model against the CPU engine (greedy tokens, logits NMSE),
+# `moerig run --gpu` against the CPU run, and the device-copy communicator joining 4 virtual cards of the GPU
+# (all_to_all_v, the unchanged dispatcher).
+ENGINE_LOG="$OUT/engine-tests.log"
+if [ "${target_ok[moerig_integration_tests]}" = 1 ]; then
+    export MOERIG_TEST_DATA_DIR="$ROOT/tests/data"  # prebuilt binaries carry the build machine's paths
+    case "$BIN_MOERIG" in /*) export MOERIG_CLI_BIN="$BIN_MOERIG" ;; *) export MOERIG_CLI_BIN="$ROOT/$BIN_MOERIG" ;; esac
+    run_step "cuda engine fixtures + 4-virtual-card communicator" \
+        "$ENGINE_LOG" 240 "$BIN_INTEGRATION_TESTS" --gtest_filter='CudaEngine*:*CudaEngine*:DeviceCopyCommunicator*'
+    gtest_figures "$ENGINE_LOG"
+    if grep -q 'no CUDA GPU on this machine' "$ENGINE_LOG"; then
+        note "FAIL cuda engine tests skipped: the GPU was not visible to CUDA"
+        failures=$((failures + 1))
+    fi
 else
-    skip "fixture models end-to-end on the GPU" "no GPU forward path in moerig run yet"
-    skip "sharded run on 4 virtual cards of the GPU" "no GPU forward path in moerig run yet"
+    skip "cuda engine fixtures + 4-virtual-card communicator" "moerig_integration_tests did not build"
 fi
 
 # 6. Decode benchmark: weight bytes per step / time vs device-to-device cudaMemcpy bandwidth.
