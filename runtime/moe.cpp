@@ -15,6 +15,37 @@ constexpr float kOaiAlpha = 1.702f;
 constexpr float kOaiLimit = 7.0f;
 }  // namespace
 
+void run_expert_rows(const LayerWeights& l, int64_t e, int64_t n_embd, const ExpertRows& r, kernels::ThreadPool& pool) {
+    const int64_t n_ff = l.gate_exps.rows;
+    kernels::TokenRows io{r.x, n_embd, r.x_rows, r.gate, n_ff, r.h_rows, r.num_rows};
+    kernels::matmul(l.gate_exps.expert(e), io, pool);
+    io.y = r.up;
+    kernels::matmul(l.up_exps.expert(e), io, pool);
+    const float* gate_b = l.gate_exps_b ? l.gate_exps_b + e * n_ff : nullptr;
+    const float* up_b = l.up_exps_b ? l.up_exps_b + e * n_ff : nullptr;
+    for (int64_t j = 0; j < r.num_rows; ++j) {
+        const int64_t h = r.h_rows ? r.h_rows[j] : j;
+        float* g = r.gate + h * n_ff;
+        float* u = r.up + h * n_ff;
+        if (gate_b) kernels::add(g, gate_b, g, n_ff);
+        if (up_b) kernels::add(u, up_b, u, n_ff);
+        if (l.swiglu_oai) {
+            kernels::swiglu_oai(g, u, g, n_ff, kOaiAlpha, kOaiLimit);
+        } else {
+            kernels::swiglu(g, u, g, n_ff);
+        }
+    }
+    kernels::TokenRows io_down{r.gate, n_ff, r.h_rows, r.y, n_embd, r.y_rows, r.num_rows};
+    kernels::matmul(l.down_exps.expert(e), io_down, pool);
+    if (l.down_exps_b) {
+        const float* down_b = l.down_exps_b + e * n_embd;
+        for (int64_t j = 0; j < r.num_rows; ++j) {
+            float* d = r.y + (r.y_rows ? r.y_rows[j] : j) * n_embd;
+            kernels::add(d, down_b, d, n_embd);
+        }
+    }
+}
+
 void run_experts_local(const LayerWeights& l, int64_t n_embd, const float* x, const RouterOutput& route, float* y,
                        kernels::ThreadPool& pool) {
     const int64_t num_tokens = route.num_tokens, k = route.k, num_assign = num_tokens * k;
@@ -45,34 +76,17 @@ void run_experts_local(const LayerWeights& l, int64_t n_embd, const float* x, co
     for (int64_t e = 0; e < num_experts; ++e) {
         const int64_t begin = offsets[static_cast<size_t>(e)], count = offsets[static_cast<size_t>(e + 1)] - begin;
         if (count == 0) continue;
-        const int32_t* tok = tokens.data() + begin;
         const int32_t* slot = slots.data() + begin;
-        kernels::TokenRows io{x, n_embd, tok, gate.data(), n_ff, slot, count};
-        kernels::matmul(l.gate_exps.expert(e), io, pool);
-        io.y = up.data();
-        kernels::matmul(l.up_exps.expert(e), io, pool);
-        const float* gate_b = l.gate_exps_b ? l.gate_exps_b + e * n_ff : nullptr;
-        const float* up_b = l.up_exps_b ? l.up_exps_b + e * n_ff : nullptr;
-        for (int64_t j = 0; j < count; ++j) {
-            float* g = gate.data() + static_cast<int64_t>(slot[j]) * n_ff;
-            float* u = up.data() + static_cast<int64_t>(slot[j]) * n_ff;
-            if (gate_b) kernels::add(g, gate_b, g, n_ff);
-            if (up_b) kernels::add(u, up_b, u, n_ff);
-            if (l.swiglu_oai) {
-                kernels::swiglu_oai(g, u, g, n_ff, kOaiAlpha, kOaiLimit);
-            } else {
-                kernels::swiglu(g, u, g, n_ff);
-            }
-        }
-        kernels::TokenRows io_down{gate.data(), n_ff, slot, down.data(), n_embd, slot, count};
-        kernels::matmul(l.down_exps.expert(e), io_down, pool);
-        if (l.down_exps_b) {
-            const float* down_b = l.down_exps_b + e * n_embd;
-            for (int64_t j = 0; j < count; ++j) {
-                float* d = down.data() + static_cast<int64_t>(slot[j]) * n_embd;
-                kernels::add(d, down_b, d, n_embd);
-            }
-        }
+        run_expert_rows(l, e, n_embd,
+                        ExpertRows{.x = x,
+                                   .x_rows = tokens.data() + begin,
+                                   .gate = gate.data(),
+                                   .up = up.data(),
+                                   .h_rows = slot,
+                                   .y = down.data(),
+                                   .y_rows = slot,
+                                   .num_rows = count},
+                        pool);
     }
 
     for (int64_t t = 0; t < num_tokens; ++t) {

@@ -30,6 +30,26 @@ class ExpertRunner {
     virtual bool supports_oai_experts() const { return false; }
 };
 
+/// Rows of one expert's FFN. Row i reads x row x_rows[i], uses gate/up scratch row h_rows[i] (n_ff floats
+/// each) and writes y row y_rows[i] (n_embd floats); a null index array is the identity. Lets the
+/// one-card path run an expert in place over its routed tokens and a card run it over packed rows.
+struct ExpertRows {
+    const float* x = nullptr;  // (*, n_embd)
+    const int32_t* x_rows = nullptr;
+    float* gate = nullptr;  // (*, n_ff) scratch; holds the activation afterwards
+    float* up = nullptr;    // (*, n_ff) scratch
+    const int32_t* h_rows = nullptr;
+    float* y = nullptr;  // (*, n_embd)
+    const int32_t* y_rows = nullptr;
+    int64_t num_rows = 0;
+};
+
+/// One routed expert of a layer: y = down(act(gate(x) + b_gate, up(x) + b_up)) + b_down, where act is
+/// SwiGLU or gpt-oss's clamped SwiGLU (LayerWeights::swiglu_oai) and the biases apply when present.
+/// The single code path for every place an expert runs (one card, a card of a sharded run, the host).
+void run_expert_rows(const LayerWeights& layer, int64_t expert_idx, int64_t n_embd, const ExpertRows& rows,
+                     kernels::ThreadPool& pool);
+
 /// Runs a layer's experts on this CPU: tokens grouped by expert, so each selected expert's weights are read
 /// once per batch; SwiGLU between the gate/up and down products (quantised matmul from kernels/).
 void run_experts_local(const LayerWeights& layer, int64_t n_embd, const float* x, const RouterOutput& route, float* y,

@@ -22,22 +22,24 @@ namespace moerig::runtime {
 
 namespace {
 
-/// This card's routed experts of one layer, run one expert at a time (SwiGLU).
+/// This card's (or the host's) routed experts of one layer, run one expert at a time through the engine's
+/// own expert FFN (biases and gpt-oss's clamped SwiGLU included).
 class CardLayerExperts final : public CardExperts {
   public:
-    CardLayerExperts(const LayerWeights& layer, kernels::ThreadPool& pool) : layer_(layer), pool_(pool) {}
+    CardLayerExperts(const LayerWeights& layer, int64_t n_embd, kernels::ThreadPool& pool)
+        : layer_(layer), n_embd_(n_embd), pool_(pool) {}
     void run_expert(int expert_idx, const float* x, int64_t num_rows, float* y) override {
         const int64_t n_ff = layer_.gate_exps.rows;
         gate_.resize(static_cast<size_t>(num_rows * n_ff));
         up_.resize(gate_.size());
-        kernels::matmul(layer_.gate_exps.expert(expert_idx), x, num_rows, gate_.data(), pool_);
-        kernels::matmul(layer_.up_exps.expert(expert_idx), x, num_rows, up_.data(), pool_);
-        kernels::swiglu(gate_.data(), up_.data(), gate_.data(), num_rows * n_ff);
-        kernels::matmul(layer_.down_exps.expert(expert_idx), gate_.data(), num_rows, y, pool_);
+        run_expert_rows(layer_, expert_idx, n_embd_,
+                        ExpertRows{.x = x, .gate = gate_.data(), .up = up_.data(), .y = y, .num_rows = num_rows},
+                        pool_);
     }
 
   private:
     const LayerWeights& layer_;
+    int64_t n_embd_;
     kernels::ThreadPool& pool_;
     std::vector<float> gate_, up_;
 };
@@ -122,12 +124,12 @@ struct ShardedModel::Card {
     std::unique_ptr<CpuDevice> device;
     std::unique_ptr<kernels::ThreadPool> pool;
     MemoryReservation weights;
-    std::unique_ptr<KvCache> kv;  // stage cards only
-    MemoryReservation kv_charge;
+    std::vector<std::unique_ptr<KvCache>> kv;  // [slot], stage cards only
+    MemoryReservation kv_charge;               // every slot's cache
     std::unique_ptr<Dispatcher> dispatcher;
     DispatchHandle handle;
     Buffer x;       // (tokens, n_embd) residual stream while this card holds it
-    Buffer logits;  // output card: (tokens, n_vocab)
+    Buffer logits;  // output card: (rows wanted, n_vocab)
     CardShareBytes share;
     double busy_s = 0;
 };
@@ -152,10 +154,11 @@ class ShardedExpertRunner final : public ExpertRunner {
             run_experts_local(layer, model_.hparams().n_embd, x, route, y, pool_);
             return;
         }
-        CardLayerExperts experts(layer, pool_);
+        CardLayerExperts experts(layer, model_.hparams().n_embd, pool_);
         dispatcher_.forward(handle_, placements_[layer_idx], experts, x, route.num_tokens, route.expert_ids.data(),
                             route.weights.data(), y, participants_[layer_idx]);
     }
+    bool supports_oai_experts() const override { return true; }
 
   private:
     const Model& model_;
@@ -170,17 +173,21 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
     : model_(model), layout_(std::move(layout)), options_(options) {
     const ModelHParams& hp = model.hparams();
     layout_.validate(hp);
+    MOERIG_CHECK(options_.num_slots > 0, ConfigError, "sharded model: num_slots must be > 0, got {}",
+                 options_.num_slots);
     const int n = layout_.num_cards();
-    const auto shares = card_share_bytes(model.gguf(), hp, layout_, options_.context);
+    auto shares = card_share_bytes(model.gguf(), hp, layout_, options_.context);
+    // Every sequence slot has its own KV cache on each stage card.
+    for (CardShareBytes& share : shares) share.kv_cache *= static_cast<size_t>(options_.num_slots);
     // Refuse before anything is charged or allocated.
     for (int c = 0; c < n; ++c) {
         const ShardCard& card = layout_.cards[c];
         MOERIG_CHECK(shares[c].total() <= card.budget_bytes, OutOfMemoryError,
                      "card '{}' cannot hold its share: {} needed ({} dense weights, {} experts, {} KV for {} "
-                     "positions) but its budget is {}; nothing was loaded",
+                     "sequence(s) x {} positions) but its budget is {}; nothing was loaded",
                      card.name, format_bytes(shares[c].total()), format_bytes(shares[c].dense_weights),
-                     format_bytes(shares[c].expert_weights), format_bytes(shares[c].kv_cache), options_.context,
-                     format_bytes(card.budget_bytes));
+                     format_bytes(shares[c].expert_weights), format_bytes(shares[c].kv_cache), options_.num_slots,
+                     options_.context, format_bytes(card.budget_bytes));
     }
     placements_.resize(hp.n_layer);
     participants_.resize(hp.n_layer);
@@ -205,8 +212,12 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
         card->weights = MemoryReservation(card->device->budget(), shares[c].dense_weights + shares[c].expert_weights,
                                           MemoryKind::kWeights);
         if (sc.layer_end > sc.layer_begin) {
-            card->kv = std::make_unique<KvCache>(hp, options_.context, sc.layer_begin, sc.layer_end);
-            card->kv_charge = MemoryReservation(card->device->budget(), card->kv->bytes(), MemoryKind::kKv);
+            size_t kv_bytes = 0;
+            for (int s = 0; s < options_.num_slots; ++s) {
+                card->kv.push_back(std::make_unique<KvCache>(hp, options_.context, sc.layer_begin, sc.layer_end));
+                kv_bytes += card->kv.back()->bytes();
+            }
+            card->kv_charge = MemoryReservation(card->device->budget(), kv_bytes, MemoryKind::kKv);
         }
         if (hp.n_expert > 0) {
             card->dispatcher = std::make_unique<Dispatcher>(*comms_[c], *card->device,
@@ -219,28 +230,45 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
     std::vector<LocalCommunicator*> comm_ptrs;
     for (auto& c : comms_) comm_ptrs.push_back(c.get());
     threads_ = std::make_unique<CardThreads>(std::move(comm_ptrs));
+    n_past_.assign(static_cast<size_t>(options_.num_slots), 0);
 }
 
 ShardedModel::~ShardedModel() = default;
 
-std::vector<float> ShardedModel::eval(std::span<const int32_t> tokens, bool all_logits) {
-    MOERIG_CHECK(!tokens.empty(), ConfigError, "sharded eval: no tokens");
-    MOERIG_CHECK(n_past_ + static_cast<int64_t>(tokens.size()) <= options_.context, ConfigError,
-                 "sharded eval: {} + {} tokens exceed the context of {} positions", n_past_, tokens.size(),
-                 options_.context);
-    std::vector<float> logits;
-    threads_->run([&](int rank) { run_card(rank, tokens, all_logits, logits); });
-    n_past_ += static_cast<int64_t>(tokens.size());
-    return logits;
+void ShardedModel::reset(int slot_idx) {
+    MOERIG_CHECK(slot_idx >= 0 && slot_idx < num_slots(), ConfigError, "sharded reset: slot {} of {} slots", slot_idx,
+                 num_slots());
+    n_past_[static_cast<size_t>(slot_idx)] = 0;
 }
 
-void ShardedModel::run_card(int rank, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits) {
+std::vector<float> ShardedModel::eval(std::span<const int32_t> tokens, bool all_logits) {
+    const SeqTokens entry{.slot_idx = 0, .tokens = tokens, .all_logits = all_logits};
+    return std::move(eval(std::span<const SeqTokens>(&entry, 1)).front());
+}
+
+std::vector<std::vector<float>> ShardedModel::eval(std::span<const SeqTokens> entries) {
+    const std::vector<BatchSegment> segments = plan_batch(entries, n_past_, options_.context, "sharded eval");
+    std::vector<float> logits;
+    threads_->run([&](int rank) { run_card(rank, entries, segments, logits); });
+    for (const BatchSegment& s : segments) n_past_[static_cast<size_t>(s.slot_idx)] += s.num_tokens;
+    const int64_t n_vocab = model_.hparams().n_vocab;
+    std::vector<std::vector<float>> out;
+    const float* from = logits.data();
+    for (const BatchSegment& s : segments) {
+        out.emplace_back(from, from + s.num_out * n_vocab);
+        from += s.num_out * n_vocab;
+    }
+    return out;
+}
+
+void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::span<const BatchSegment> segments,
+                            std::vector<float>& logits) {
     const auto start = std::chrono::steady_clock::now();
     const double wait_before = comms_[rank]->stats().wait_s;
     const ModelHParams& hp = model_.hparams();
     Card& card = *cards_[rank];
     Communicator& comm = *comms_[rank];
-    const int64_t num_tokens = static_cast<int64_t>(tokens.size());
+    const int64_t num_tokens = segments.back().row_begin + segments.back().num_tokens;
     const size_t x_bytes = static_cast<size_t>(num_tokens * hp.n_embd) * sizeof(float);
     const bool has_stage = layout_.cards[rank].layer_end > layout_.cards[rank].layer_begin;
     if (has_stage && card.x.num_bytes() < x_bytes) {
@@ -254,7 +282,7 @@ void ShardedModel::run_card(int rank, std::span<const int32_t> tokens, bool all_
                                                        participants_, *card.pool);
     }
 
-    if (layout_.stage_card(0) == rank) model_.embed(tokens, x);
+    if (layout_.stage_card(0) == rank) embed_batch(model_, entries, x);
     for (int64_t l = 0; l < hp.n_layer; ++l) {
         const int stage = layout_.stage_card(l);
         if (l > 0 && layout_.stage_card(l - 1) != stage) {
@@ -264,26 +292,29 @@ void ShardedModel::run_card(int rank, std::span<const int32_t> tokens, bool all_
         }
         const bool moe = hp.is_moe_layer(l);
         if (rank == stage) {
-            model_.attention(l, x, num_tokens, n_past_, *card.kv, *card.pool);
+            for (const BatchSegment& s : segments) {
+                model_.attention(l, x + s.row_begin * hp.n_embd, s.num_tokens, s.n_past,
+                                 *card.kv[static_cast<size_t>(s.slot_idx)], *card.pool);
+            }
             model_.ffn(l, x, num_tokens, *card.pool, moe ? runner.get() : nullptr);
         } else if (moe && participants_[l].size() > 1) {
             const auto& parts = participants_[l];
             if (std::find(parts.begin(), parts.end(), rank) != parts.end()) {
-                CardLayerExperts experts(model_.weights().layers.at(l), *card.pool);
+                CardLayerExperts experts(model_.weights().layers.at(l), hp.n_embd, *card.pool);
                 card.dispatcher->forward(card.handle, placements_[l], experts, nullptr, 0, nullptr, nullptr, nullptr,
                                          parts);
             }
         }
     }
     if (layout_.stage_card(hp.n_layer - 1) == rank) {
-        const size_t logits_bytes = static_cast<size_t>(num_tokens * hp.n_vocab) * sizeof(float);
+        const int64_t num_out = gather_output_rows(segments, hp.n_embd, x);
+        const size_t logits_bytes = static_cast<size_t>(num_out * hp.n_vocab) * sizeof(float);
         if (card.logits.num_bytes() < logits_bytes) {
             card.logits.reset();
             card.logits = card.device->alloc(logits_bytes, MemoryKind::kActivations);
         }
-        model_.output(x, num_tokens, card.logits.as<float>(), *card.pool);
-        const float* from = card.logits.as<float>() + (all_logits ? 0 : (num_tokens - 1) * hp.n_vocab);
-        logits.assign(from, from + (all_logits ? num_tokens : 1) * hp.n_vocab);
+        model_.output(x, num_out, card.logits.as<float>(), *card.pool);
+        logits.assign(card.logits.as<float>(), card.logits.as<float>() + num_out * hp.n_vocab);
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     card.busy_s += wall - (comm.stats().wait_s - wait_before);
@@ -297,6 +328,7 @@ std::vector<CardStats> ShardedModel::card_stats() const {
         const CommStats comm = comms_[c]->stats();
         CardStats s;
         s.name = layout_.cards[c].name;
+        s.host = layout_.cards[c].host;
         s.budget_bytes = mem.budget_bytes;
         s.used_bytes = mem.used_bytes;
         s.peak_bytes = mem.peak_bytes;
@@ -305,6 +337,7 @@ std::vector<CardStats> ShardedModel::card_stats() const {
         s.predicted_bytes = layout_.cards[c].predicted_bytes ? layout_.cards[c].predicted_bytes : card.share.total();
         s.bytes_sent = comm.bytes_sent;
         s.bytes_received = comm.bytes_received;
+        s.num_groups = comm.num_groups;
         s.busy_s = card.busy_s;
         s.modelled_link_s = comm.modelled_s;
         out.push_back(s);

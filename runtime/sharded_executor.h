@@ -4,11 +4,13 @@
 // the communicator, MoE layers through the dispatcher. Same tokens as a one-card run.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "runtime/batch.h"
 #include "runtime/local_communicator.h"
 #include "runtime/model.h"
 #include "runtime/sharded_layout.h"
@@ -16,7 +18,8 @@
 namespace moerig::runtime {
 
 struct ShardedOptions {
-    int64_t context = 512;       ///< KV positions per stage card
+    int64_t context = 512;       ///< KV positions per sequence slot on each stage card
+    int num_slots = 1;           ///< sequences evaluated together (each its own KV cache on every stage card)
     int threads_per_card = 1;    ///< each card's own thread pool (1: the card's thread alone)
     bool emulate_links = false;  ///< model PCIe link time from the layout's links
     bool sleep_links = false;    ///< with emulation: sleep so wall-clock time includes link time
@@ -26,6 +29,7 @@ struct ShardedOptions {
 /// What one card did and holds.
 struct CardStats {
     std::string name;
+    bool host = false;  ///< host RAM computing spilled experts on the CPU (ShardCard::host), not a card
     size_t budget_bytes = 0;
     size_t used_bytes = 0;  ///< held now (weights + KV + activations + comm buffers)
     size_t peak_bytes = 0;
@@ -34,6 +38,7 @@ struct CardStats {
     size_t predicted_bytes = 0;  ///< the plan's weights + KV (our own accounting when there is no plan)
     size_t bytes_sent = 0;
     size_t bytes_received = 0;
+    size_t num_groups = 0;       ///< communication groups completed (hand-offs, dispatcher exchanges)
     double busy_s = 0;           ///< wall time computing (time waiting in communication excluded)
     double modelled_link_s = 0;  ///< modelled link time (emulation only)
 };
@@ -45,12 +50,20 @@ class ShardedModel {
     ShardedModel(const Model& model, ShardLayout layout, const ShardedOptions& options = {});
     ~ShardedModel();
 
-    /// Runs tokens at positions n_past().. on all cards; returns the logits of the last token (n_vocab),
-    /// or of every token when all_logits.
+    /// Runs tokens at positions n_past().. of slot 0 on all cards; returns the logits of the last token
+    /// (n_vocab), or of every token when all_logits.
     std::vector<float> eval(std::span<const int32_t> tokens, bool all_logits = false);
+    /// One step over several sequences (each slot at most once): attention per sequence on its own KV cache,
+    /// one dispatcher exchange per MoE layer for all the step's tokens. Returns per entry the logits of its
+    /// last token (n_vocab), or of every token with all_logits.
+    std::vector<std::vector<float>> eval(std::span<const SeqTokens> entries);
 
-    int64_t n_past() const { return n_past_; }
-    void reset() { n_past_ = 0; }
+    int num_slots() const { return options_.num_slots; }
+    int64_t n_past(int slot_idx = 0) const { return n_past_.at(static_cast<size_t>(slot_idx)); }
+    /// Forgets every slot's cached positions.
+    void reset() { std::fill(n_past_.begin(), n_past_.end(), 0); }
+    /// Forgets one slot's cached positions, so it can take a new sequence.
+    void reset(int slot_idx);
     const ShardLayout& layout() const { return layout_; }
     const Model& model() const { return model_; }
     std::vector<CardStats> card_stats() const;
@@ -60,7 +73,8 @@ class ShardedModel {
   private:
     struct Card;
     class CardThreads;
-    void run_card(int rank, std::span<const int32_t> tokens, bool all_logits, std::vector<float>& logits);
+    void run_card(int rank, std::span<const SeqTokens> entries, std::span<const BatchSegment> segments,
+                  std::vector<float>& logits);
 
     const Model& model_;
     ShardLayout layout_;
@@ -71,7 +85,7 @@ class ShardedModel {
     std::vector<std::unique_ptr<LocalCommunicator>> comms_;
     std::vector<std::unique_ptr<Card>> cards_;
     std::unique_ptr<CardThreads> threads_;  // last: stopped before the cards go
-    int64_t n_past_ = 0;
+    std::vector<int64_t> n_past_;           // [slot]
 };
 
 }  // namespace moerig::runtime

@@ -1,5 +1,5 @@
-// ShardLayout: builders for the standard strategies, the translation from a planner Plan, validation,
-// and the exact per-card byte accounting of a GGUF model's tensors.
+// ShardLayout: builders for the standard strategies, the translation from a planner Plan (experts spilled
+// to host RAM included), validation, and the exact per-card byte accounting of a GGUF model's tensors.
 #include "runtime/sharded_layout.h"
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include "formats/gguf.h"
 #include "kernels/error.h"
 #include "proto/plan.pb.h"
+#include "sharding/cost_coefficients.h"
 
 namespace moerig::runtime {
 
@@ -69,6 +70,9 @@ void ShardLayout::validate(const ModelHParams& hp) const {
         MOERIG_CHECK(static_cast<int64_t>(card.experts.size()) == hp.n_layer, ConfigError,
                      "shard layout: card '{}' lists experts for {} layers, the model has {}", card.name,
                      card.experts.size(), hp.n_layer);
+        MOERIG_CHECK(!card.host || card.layer_begin == card.layer_end, ConfigError,
+                     "shard layout: host '{}' has stage [{}, {}); host RAM holds only spilled experts", card.name,
+                     card.layer_begin, card.layer_end);
         for (int64_t l = card.layer_begin; l < card.layer_end; ++l) {
             MOERIG_CHECK(owner[l] < 0, ConfigError, "shard layout: layer {} is in the stages of cards '{}' and '{}'", l,
                          cards[owner[l]].name, card.name);
@@ -174,15 +178,60 @@ ShardLayout ShardLayout::from_plan(const proto::Plan& plan, const ModelHParams& 
         card.predicted_bytes = m.dense_weights() + m.expert_weights() + m.kv_cache();
         layout.cards.push_back(std::move(card));
     }
-    MOERIG_CHECK(plan.hosts_size() == 0 || plan.hosts(0).spilled_experts_size() == 0, UnsupportedError,
-                 "plan keeps {} experts in host RAM; the sharded executor runs only experts placed on cards",
-                 plan.hosts(0).spilled_experts_size());
+    for (const proto::HostPlan& hp_plan : plan.hosts()) {
+        if (hp_plan.spilled_experts_size() == 0) continue;
+        ShardCard host = make_card(0, 0, hp.n_layer);
+        host.name = "host" + std::to_string(hp_plan.host_idx());
+        host.host = true;
+        host.link.host_memory = true;
+        uint64_t ram = 0;
+        if (hp_plan.host_idx() < static_cast<uint32_t>(plan.rig().hosts_size())) {
+            const proto::HostSpec& spec = plan.rig().hosts(static_cast<int>(hp_plan.host_idx()));
+            if (!spec.name().empty()) host.name = "host:" + spec.name();
+            ram = spec.ram_bytes();
+        }
+        const auto usable = static_cast<uint64_t>(sharding::coeff::kHostRamUsableFraction * static_cast<double>(ram));
+        MOERIG_CHECK(usable > hp_plan.embedding_bytes(), ConfigError,
+                     "plan: host '{}' keeps {} experts in RAM, but the rig gives it no usable RAM ({} bytes, {} of "
+                     "them for the token embedding)",
+                     host.name, hp_plan.spilled_experts_size(), usable, hp_plan.embedding_bytes());
+        host.budget_bytes = usable - hp_plan.embedding_bytes();
+        for (const proto::ExpertSlot& slot : hp_plan.spilled_experts()) {
+            MOERIG_CHECK(slot.layer() < hp.n_layer && slot.expert() < hp.n_expert, ConfigError,
+                         "plan: host '{}' has a spilled expert {} of layer {}, but the model has {} layers of {} "
+                         "experts",
+                         host.name, slot.expert(), slot.layer(), hp.n_layer, hp.n_expert);
+            host.experts[slot.layer()].push_back(static_cast<int32_t>(slot.expert()));
+        }
+        host.predicted_bytes = hp_plan.spilled_bytes();
+        layout.cards.push_back(std::move(host));
+    }
     layout.validate(hp);
     return layout;
 }
 
 void ShardLayout::set_links(const LinkSpec& link) {
-    for (ShardCard& c : cards) c.link = link;
+    for (ShardCard& c : cards)
+        if (!c.host) c.link = link;
+}
+
+void ShardLayout::spill_to_host(const std::vector<std::vector<int32_t>>& spilled, size_t budget_bytes) {
+    const auto n_layer = static_cast<int64_t>(spilled.size());
+    ShardCard host = make_card(0, budget_bytes, n_layer);
+    host.name = "host" + std::to_string(num_hosts());
+    host.host = true;
+    host.link.host_memory = true;
+    for (int64_t l = 0; l < n_layer; ++l) {
+        for (int32_t e : spilled[l]) {
+            for (ShardCard& card : cards) std::erase(card.experts.at(l), e);
+            host.experts[l].push_back(e);
+        }
+    }
+    cards.push_back(std::move(host));
+}
+
+int ShardLayout::num_hosts() const {
+    return static_cast<int>(std::count_if(cards.begin(), cards.end(), [](const ShardCard& c) { return c.host; }));
 }
 
 std::vector<CardShareBytes> card_share_bytes(const formats::GgufModel& gguf, const ModelHParams& hp,
@@ -196,9 +245,12 @@ std::vector<CardShareBytes> card_share_bytes(const formats::GgufModel& gguf, con
             continue;  // token_embd (and rope tables) stay in host memory
         }
         if (t.name.find("_exps.") != std::string::npos) {
-            MOERIG_CHECK(t.dims.size() == 3 && t.dims[2] == static_cast<uint64_t>(hp.n_expert), FormatError,
-                         "{}: tensor '{}' should be 3-D with {} experts in ne[2]", gguf.path(), t.name, hp.n_expert);
-            const uint64_t per_expert = t.num_bytes / t.dims[2];
+            // Merged expert weights are 3-D, their per-expert biases (gpt-oss) 2-D; experts are the last dim.
+            MOERIG_CHECK(
+                (t.dims.size() == 3 || t.dims.size() == 2) && t.dims.back() == static_cast<uint64_t>(hp.n_expert),
+                FormatError, "{}: tensor '{}' should be 2-D or 3-D with {} experts in its last dimension", gguf.path(),
+                t.name, hp.n_expert);
+            const uint64_t per_expert = t.num_bytes / t.dims.back();
             for (int c = 0; c < layout.num_cards(); ++c) {
                 out[c].expert_weights += per_expert * layout.cards[c].experts.at(l).size();
             }

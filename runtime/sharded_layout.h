@@ -21,11 +21,14 @@ class Plan;
 
 namespace moerig::runtime {
 
-/// One card of a sharded run.
+/// One card of a sharded run, or one host's RAM holding experts spilled off the cards (host == true):
+/// a participant that computes its experts on the CPU straight from the model mapping, charged to the
+/// host's spill budget, with no stage and no PCIe link of its own (rows to it cross only the sender's link).
 struct ShardCard {
     std::string name;
-    size_t budget_bytes = 0;  ///< usable VRAM: the card's memory budget
+    size_t budget_bytes = 0;  ///< usable VRAM: the card's memory budget (host: RAM the plan may fill)
     LinkSpec link;
+    bool host = false;        ///< host RAM with spilled experts, not a card
     int64_t layer_begin = 0;  ///< stage [layer_begin, layer_end); empty when the card only holds experts
     int64_t layer_end = 0;
     std::vector<std::vector<int32_t>> experts;  ///< [layer] routed experts with a slot here (sized n_layer)
@@ -33,7 +36,7 @@ struct ShardCard {
 };
 
 /// The whole assignment. Invariants (validate()): stages tile [0, n_layer) without gaps or overlaps,
-/// and every routed expert of every MoE layer has at least one slot.
+/// every routed expert of every MoE layer has at least one slot (on a card or a host), hosts hold no stage.
 struct ShardLayout {
     std::vector<ShardCard> cards;
 
@@ -58,10 +61,17 @@ struct ShardLayout {
     static ShardLayout hybrid(const ModelHParams& hp, int num_cards, int group_size, size_t budget_bytes);
     /// expert_parallel plus a second slot of experts [0, num_hot) on the next card.
     static ShardLayout replicated(const ModelHParams& hp, int num_cards, int num_hot, size_t budget_bytes);
-    /// From a planner Plan: stages, expert slots, budgets (usable VRAM), links and predicted bytes.
+    /// From a planner Plan: stages, expert slots, budgets (usable VRAM), links and predicted bytes. Experts
+    /// the plan keeps in host RAM become one host participant per host (after the cards), budgeted with the
+    /// RAM the planner may fill (its usable fraction of the host's RAM less the token embedding).
     static ShardLayout from_plan(const proto::Plan& plan, const ModelHParams& hp);
+    /// Moves the experts of each MoE layer listed in spilled[layer] from the cards to one new host
+    /// participant (last rank) with budget_bytes of RAM, as a plan with spill does.
+    void spill_to_host(const std::vector<std::vector<int32_t>>& spilled, size_t budget_bytes);
+    /// Number of host participants.
+    int num_hosts() const;
 
-    /// Same links for every card (e.g. to emulate a rig's risers on a hand-built layout).
+    /// Same links for every card (e.g. to emulate a rig's risers on a hand-built layout); hosts keep theirs.
     void set_links(const LinkSpec& link);
 };
 

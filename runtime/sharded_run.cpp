@@ -19,9 +19,13 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-ShardLayout layout_from(const proto::Plan& plan, const Model& model, std::string* strategy, double* predicted) {
+/// predicted: the plan's decode tokens/s for one sequence, or for all of them when it planned a batch.
+ShardLayout layout_from(const proto::Plan& plan, const Model& model, std::string* strategy, double* predicted,
+                        int64_t batch = 1) {
     if (strategy) *strategy = std::string(sharding::strategy_name(plan.strategy()));
-    if (predicted) *predicted = plan.predicted().decode_tokens_per_s();
+    if (predicted) {
+        *predicted = batch > 1 ? plan.predicted().decode_tokens_per_s_batch() : plan.predicted().decode_tokens_per_s();
+    }
     return ShardLayout::from_plan(plan, model.hparams());
 }
 
@@ -29,29 +33,37 @@ ShardLayout layout_from(const proto::Plan& plan, const Model& model, std::string
 
 ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
                         int64_t gen_tokens, const std::string& strategy_choice, std::string* strategy,
-                        double* predicted_tokens_per_s) {
+                        double* predicted_tokens_per_s, bool allow_host_spill, int64_t batch) {
     const sharding::ModelAccount account = sharding::account_gguf(model.gguf());
     const sharding::RigSpec rig_spec = sharding::load_rig(rig);
     sharding::Workload workload;
-    workload.batch = 1;
+    workload.batch = static_cast<uint32_t>(std::max<int64_t>(1, batch));
     workload.context = static_cast<uint32_t>(context);
     workload.prompt = static_cast<uint32_t>(std::max<int64_t>(1, prompt_tokens));
     workload.gen = static_cast<uint32_t>(std::max<int64_t>(1, gen_tokens));
     sharding::PlanOptions options;
     options.strategy = sharding::parse_strategy_choice(strategy_choice);
+    options.allow_host_spill = allow_host_spill;
     const sharding::PlanResult result = sharding::plan(account, rig_spec, workload, options);
     MOERIG_CHECK(result.fits(), OutOfMemoryError, "{} does not fit on rig '{}' with a context of {} tokens{}",
                  model.gguf().path(), rig, context,
                  result.plan.notes_size() ? ": " + result.plan.notes(0) : std::string());
-    return layout_from(result.plan, model, strategy, predicted_tokens_per_s);
+    return layout_from(result.plan, model, strategy, predicted_tokens_per_s, batch);
 }
 
 ShardedRunResult run_sharded(const ShardedRunRequest& req) {
-    MOERIG_CHECK(!req.prompt.empty(), ConfigError, "run_sharded: the prompt is empty");
+    MOERIG_CHECK(req.batch >= 1, ConfigError, "run_sharded: the batch must be at least 1 sequence, got {}", req.batch);
+    std::vector<std::vector<int32_t>> prompts = req.prompts;
+    if (prompts.empty()) prompts.assign(static_cast<size_t>(req.batch), req.prompt);
+    size_t longest = 0;
+    for (size_t s = 0; s < prompts.size(); ++s) {
+        MOERIG_CHECK(!prompts[s].empty(), ConfigError, "run_sharded: the prompt of sequence {} is empty", s);
+        longest = std::max(longest, prompts[s].size());
+    }
     MOERIG_CHECK(!req.rig.empty() || !req.plan_path.empty(), ConfigError,
                  "run_sharded: give a rig (--rig) or a plan (--plan)");
-    const int64_t context =
-        req.context > 0 ? req.context : static_cast<int64_t>(req.prompt.size()) + std::max(req.max_tokens, 1);
+    const auto num_seqs = static_cast<int>(prompts.size());
+    const int64_t context = req.context > 0 ? req.context : static_cast<int64_t>(longest) + std::max(req.max_tokens, 1);
     ModelOptions model_options;
     model_options.num_threads = 1;
     model_options.context = context;
@@ -61,35 +73,53 @@ ShardedRunResult run_sharded(const ShardedRunRequest& req) {
     ShardedRunResult result;
     ShardLayout layout =
         req.plan_path.empty()
-            ? plan_layout(*model, req.rig, context, static_cast<int64_t>(req.prompt.size()), req.max_tokens,
-                          req.strategy, &result.strategy, &result.predicted_decode_tokens_per_s)
+            ? plan_layout(*model, req.rig, context, static_cast<int64_t>(longest), req.max_tokens, req.strategy,
+                          &result.strategy, &result.predicted_decode_tokens_per_s, req.allow_host_spill, num_seqs)
             : layout_from(sharding::read_plan(req.plan_path), *model, &result.strategy,
-                          &result.predicted_decode_tokens_per_s);
+                          &result.predicted_decode_tokens_per_s, num_seqs);
 
     ShardedOptions options;
     options.context = context;
+    options.num_slots = num_seqs;
     options.threads_per_card = req.threads_per_card;
     options.emulate_links = req.emulate_links;
     options.sleep_links = req.sleep_links;
     options.quantize_8bit = req.quantize_8bit;
     ShardedModel sharded(*model, std::move(layout), options);  // refuses over-budget cards before loading
 
-    Sampler sampler(req.sampler);
-    for (int32_t t : req.prompt) sampler.accept(t);
+    // Every sequence has its own sampler (same parameters, so the same seed: equal prompts sample alike).
+    std::vector<Sampler> samplers(prompts.size(), Sampler(req.sampler));
+    std::vector<SeqTokens> entries;
+    for (int s = 0; s < num_seqs; ++s) {
+        for (int32_t t : prompts[s]) samplers[s].accept(t);
+        entries.push_back(SeqTokens{.slot_idx = s, .tokens = prompts[s]});
+    }
     auto start = std::chrono::steady_clock::now();
-    std::vector<float> logits = sharded.eval(req.prompt);
+    std::vector<std::vector<float>> logits = sharded.eval(entries);  // all prompts in one step
     result.prefill_s = seconds_since(start);
     start = std::chrono::steady_clock::now();
-    for (int i = 0; i < req.max_tokens; ++i) {
-        const int32_t next = sampler.sample(logits);
-        sampler.accept(next);
-        result.tokens.push_back(next);
-        if ((req.stop_at_eog && model->hparams().is_eog(next)) || i + 1 == req.max_tokens) break;
-        logits = sharded.eval(std::span<const int32_t>(&next, 1));
+    result.sequences.assign(prompts.size(), {});
+    int64_t num_decoded = 0;  // tokens that came out of decode steps (the first of each is the prefill's)
+    for (int i = 0; i < req.max_tokens && !entries.empty(); ++i) {
+        std::vector<SeqTokens> next_entries;
+        for (size_t e = 0; e < entries.size(); ++e) {
+            const int s = entries[e].slot_idx;
+            const int32_t next = samplers[s].sample(logits[e]);
+            samplers[s].accept(next);
+            if (i > 0) ++num_decoded;
+            // As the one-card generate(): an end-of-generation token ends the sequence and is not part of it.
+            if (req.stop_at_eog && model->hparams().is_eog(next)) continue;
+            result.sequences[s].push_back(next);
+            next_entries.push_back(SeqTokens{.slot_idx = s, .tokens = std::span(&result.sequences[s].back(), 1)});
+        }
+        entries = std::move(next_entries);
+        if (entries.empty() || i + 1 == req.max_tokens) break;
+        logits = sharded.eval(entries);
     }
     result.decode_s = seconds_since(start);
-    if (result.tokens.size() > 1 && result.decode_s > 0) {
-        result.decode_tokens_per_s = static_cast<double>(result.tokens.size() - 1) / result.decode_s;
+    result.tokens = result.sequences.front();
+    if (num_decoded > 0 && result.decode_s > 0) {
+        result.decode_tokens_per_s = static_cast<double>(num_decoded) / result.decode_s;
     }
     result.cards = sharded.card_stats();
     result.modelled_link_s = sharded.modelled_link_s();

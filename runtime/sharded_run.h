@@ -25,16 +25,20 @@ struct ShardedRunRequest {
     bool sleep_links = false;       ///< with emulation: wall-clock time includes link time
     bool quantize_8bit = false;     ///< int8 hidden states in the dispatcher
     std::string strategy = "auto";  ///< when planning: auto | pipeline | expert-parallel | hybrid
+    bool allow_host_spill = false;  ///< when planning: cold experts may stay in host RAM (run on the CPU)
+    int batch = 1;                  ///< sequences decoded together, each from `prompt` (unless `prompts` is given)
+    std::vector<std::vector<int32_t>> prompts;  ///< one prompt per sequence; overrides prompt and batch
 };
 
 struct ShardedRunResult {
-    std::vector<int32_t> tokens;  ///< generated tokens (prompt excluded)
+    std::vector<int32_t> tokens;                  ///< generated tokens (prompt excluded) of the first sequence
+    std::vector<std::vector<int32_t>> sequences;  ///< generated tokens of every sequence of the batch
     std::vector<CardStats> cards;
     std::string strategy;  ///< the plan's: "pipeline", "expert_parallel", "hybrid"
     double prefill_s = 0;
     double decode_s = 0;
-    double decode_tokens_per_s = 0;
-    double predicted_decode_tokens_per_s = 0;  ///< the plan's prediction for batch 1 on the real cards
+    double decode_tokens_per_s = 0;            ///< all sequences' tokens per second of decode steps
+    double predicted_decode_tokens_per_s = 0;  ///< the plan's prediction on the real cards (all sequences)
     double modelled_link_s = 0;                ///< emulation: link time on the slowest card's clock
 };
 
@@ -44,10 +48,13 @@ struct ShardedRunResult {
 /// with messages naming the model, rig or plan and card.
 ShardedRunResult run_sharded(const ShardedRunRequest& request);
 
-/// The layout run_sharded would use for a model on a rig at this workload (batch 1). strategy_choice:
-/// auto | pipeline | expert-parallel | hybrid. Outputs the chosen strategy and predicted decode tokens/s.
+/// The layout run_sharded would use for a model on a rig at this workload (`batch` sequences). strategy_choice:
+/// auto | pipeline | expert-parallel | hybrid. Outputs the chosen strategy and predicted decode tokens/s (of all
+/// `batch` sequences together).
+/// allow_host_spill: experts the cards cannot hold may stay in host RAM (host participants of the layout).
 ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
                         int64_t gen_tokens, const std::string& strategy_choice = "auto",
-                        std::string* strategy = nullptr, double* predicted_tokens_per_s = nullptr);
+                        std::string* strategy = nullptr, double* predicted_tokens_per_s = nullptr,
+                        bool allow_host_spill = false, int64_t batch = 1);
 
 }  // namespace moerig::runtime

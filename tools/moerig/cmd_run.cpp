@@ -1,9 +1,12 @@
 // `moerig run -m model.gguf -p PROMPT -n 64 [sampling flags] [--threads N] [--ctx N] [--json]`: generates text
 // on the CPU, streaming it as it comes (whole UTF-8 characters only), then reports prompt and decode speed.
-// With --rig R [--plan P] [--emulate-links] it runs sharded over the rig's cards as virtual cards and reports
-// per card memory used vs predicted, busy time and bytes moved.
+// With --rig R [--plan P] [--spill] [--emulate-links] it runs sharded over the rig's cards as virtual cards
+// (and the host, for experts spilled to its RAM) and reports per card memory used vs predicted, busy time and
+// bytes moved. --batch N (or -f FILE, one prompt per line) decodes that many sequences together.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -14,6 +17,9 @@
 #include "runtime/tokenizer.h"
 #include "runtime/utf8_stream.h"
 #include "tools/moerig/command.h"
+#ifdef MOERIG_HAVE_CUDA
+#include "runtime/cuda/cuda_model.h"
+#endif
 
 namespace moerig::cli {
 namespace {
@@ -33,8 +39,28 @@ struct RunArgs {
     bool sleep_links = false;
     bool int8_transfer = false;
     std::string strategy = "auto";
+    bool spill = false;
     int threads_per_card = 1;
+    int batch = 1;             // sharded: sequences decoded together, each from the prompt
+    std::string prompts_file;  // sharded: one prompt per line, one sequence each (instead of -p)
+    int gpu = -1;              // >= 0: run the forward pass on this CUDA GPU (runtime/cuda/cuda_model.h)
 };
+
+/// generate() on CUDA GPU a.gpu: the model's weights uploaded, KV cache and forward pass on the device.
+std::vector<int32_t> generate_on_gpu(const runtime::Model& model, int64_t ctx, std::span<const int32_t> prompt,
+                                     const RunArgs& a, std::function<bool(int32_t)> on_token,
+                                     runtime::GenerateStats* st) {
+#ifdef MOERIG_HAVE_CUDA
+    runtime::cuda::CudaDevice device(a.gpu, 0);
+    const runtime::cuda::CudaModel gpu_model(model, device);
+    runtime::cuda::CudaSession session(gpu_model, ctx);
+    return runtime::cuda::generate(session, prompt, a.n_predict, a.sampling, std::move(on_token), st);
+#else
+    (void)model, (void)ctx, (void)prompt, (void)on_token, (void)st;
+    MOERIG_THROW(UnsupportedError, "--gpu {}: this moerig was built without CUDA (configure with -DMOERIG_CUDA=ON)",
+                 a.gpu);
+#endif
+}
 
 double per_second(int64_t n, double seconds) {
     return seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
@@ -50,12 +76,29 @@ std::string human_bytes(double b) {
     return fmt::format("{:.1f} {}", b, units[u]);
 }
 
+/// The prompts of a batched run: -f's lines (blank lines skipped), else -p.
+std::vector<std::string> prompt_texts(const RunArgs& a) {
+    if (a.prompts_file.empty()) return {a.prompt};
+    std::ifstream in(a.prompts_file);
+    MOERIG_CHECK(in, ConfigError, "cannot read the prompts file {}", a.prompts_file);
+    std::vector<std::string> texts;
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) texts.push_back(line);
+    MOERIG_CHECK(!texts.empty(), ConfigError, "the prompts file {} has no prompt (one per line)", a.prompts_file);
+    return texts;
+}
+
 int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector<int32_t>& prompt) {
     runtime::ShardedRunRequest req;
     req.model_path = a.model;
     req.rig = a.rig;
     req.plan_path = a.plan;
     req.prompt = prompt;
+    req.batch = a.batch;
+    const std::vector<std::string> texts = prompt_texts(a);
+    if (!a.prompts_file.empty()) {
+        for (const std::string& t : texts) req.prompts.push_back(model.tokenizer().encode(t, true, true));
+    }
     req.max_tokens = a.n_predict;
     req.sampler = a.sampling;
     req.context = a.ctx;
@@ -64,17 +107,27 @@ int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector
     req.sleep_links = a.sleep_links;
     req.quantize_8bit = a.int8_transfer;
     req.strategy = a.strategy;
+    req.allow_host_spill = a.spill;
     const runtime::ShardedRunResult r = runtime::run_sharded(req);
     const auto& tok = model.tokenizer();
-    runtime::Utf8Stream utf8;
-    std::string text;
-    for (int32_t id : r.tokens) text += utf8.push(tok.token_to_piece(id, false));
-    text += utf8.finish();
-    const double prompt_tps = per_second(static_cast<int64_t>(prompt.size()), r.prefill_s);
+    std::vector<std::string> seq_texts;  // generated text of every sequence
+    for (const auto& seq : r.sequences) {
+        runtime::Utf8Stream utf8;
+        std::string t;
+        for (int32_t id : seq) t += utf8.push(tok.token_to_piece(id, false));
+        seq_texts.push_back(t + utf8.finish());
+    }
+    const std::string text = seq_texts.front();
+    const size_t num_seqs = r.sequences.size();
+    int64_t num_prompt_tokens = 0;
+    for (size_t s = 0; s < num_seqs; ++s)
+        num_prompt_tokens += static_cast<int64_t>(req.prompts.empty() ? prompt.size() : req.prompts[s].size());
+    const double prompt_tps = per_second(num_prompt_tokens, r.prefill_s);
     if (a.json) {
         nlohmann::json cards = nlohmann::json::array();
         for (const auto& c : r.cards) {
             cards.push_back({{"name", c.name},
+                             {"host", c.host},
                              {"budget_bytes", c.budget_bytes},
                              {"used_bytes", c.used_bytes},
                              {"peak_bytes", c.peak_bytes},
@@ -86,22 +139,33 @@ int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector
                              {"busy_s", c.busy_s},
                              {"modelled_link_s", c.modelled_link_s}});
         }
-        const nlohmann::json j = {{"model", a.model},
-                                  {"rig", a.rig},
-                                  {"plan", a.plan},
-                                  {"strategy", r.strategy},
-                                  {"prompt_tokens", prompt},
-                                  {"tokens", r.tokens},
-                                  {"text", text},
-                                  {"prompt_tokens_per_s", prompt_tps},
-                                  {"decode_tokens_per_s", r.decode_tokens_per_s},
-                                  {"predicted_decode_tokens_per_s", r.predicted_decode_tokens_per_s},
-                                  {"modelled_link_s", r.modelled_link_s},
-                                  {"cards", cards}};
+        nlohmann::json j = {{"model", a.model},
+                            {"rig", a.rig},
+                            {"plan", a.plan},
+                            {"strategy", r.strategy},
+                            {"prompt_tokens", prompt},
+                            {"tokens", r.tokens},
+                            {"text", text},
+                            {"prompt_tokens_per_s", prompt_tps},
+                            {"decode_tokens_per_s", r.decode_tokens_per_s},
+                            {"predicted_decode_tokens_per_s", r.predicted_decode_tokens_per_s},
+                            {"modelled_link_s", r.modelled_link_s},
+                            {"cards", cards}};
+        if (num_seqs > 1) {
+            j["sequences"] = nlohmann::json::array();
+            for (size_t s = 0; s < num_seqs; ++s) {
+                j["sequences"].push_back({{"prompt", texts[std::min(s, texts.size() - 1)]},
+                                          {"tokens", r.sequences[s]},
+                                          {"text", seq_texts[s]}});
+            }
+        }
         std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         return 0;
     }
-    std::printf("%s%s\n", a.prompt.c_str(), text.c_str());
+    if (num_seqs == 1) std::printf("%s%s\n", a.prompt.c_str(), text.c_str());
+    for (size_t s = 0; num_seqs > 1 && s < num_seqs; ++s) {
+        std::printf("[%zu] %s%s\n", s, texts[std::min(s, texts.size() - 1)].c_str(), seq_texts[s].c_str());
+    }
     std::printf("\n%-24s %12s %12s %12s %12s %12s %9s\n", "card", "used", "predicted", "budget", "sent", "received",
                 "busy_s");
     for (const auto& c : r.cards) {
@@ -109,9 +173,11 @@ int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector
                     human_bytes(c.predicted_bytes).c_str(), human_bytes(c.budget_bytes).c_str(),
                     human_bytes(c.bytes_sent).c_str(), human_bytes(c.bytes_received).c_str(), c.busy_s);
     }
-    std::printf("strategy %s | prompt %.2f tok/s | decode %.2f tok/s (planner predicts %.2f on the real cards)%s\n",
-                r.strategy.c_str(), prompt_tps, r.decode_tokens_per_s, r.predicted_decode_tokens_per_s,
-                req.emulate_links ? fmt::format(" | modelled link time {:.3f} s", r.modelled_link_s).c_str() : "");
+    std::printf(
+        "strategy %s | %zu sequence(s) | prompt %.2f tok/s | decode %.2f tok/s (planner predicts %.2f on the "
+        "real cards)%s\n",
+        r.strategy.c_str(), num_seqs, prompt_tps, r.decode_tokens_per_s, r.predicted_decode_tokens_per_s,
+        req.emulate_links ? fmt::format(" | modelled link time {:.3f} s", r.modelled_link_s).c_str() : "");
     return 0;
 }
 
@@ -123,7 +189,14 @@ int run_generate(const RunArgs& a) {
     const auto model = runtime::Model::load(a.model, opts);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_t0).count();
     const auto& tok = model->tokenizer();
-    const std::vector<int32_t> prompt = tok.encode(a.prompt, true, true);
+    MOERIG_CHECK(!a.prompt.empty() || !a.prompts_file.empty(), ConfigError,
+                 "give a prompt (-p) or a prompts file (-f)");
+    MOERIG_CHECK(a.gpu < 0 || (a.rig.empty() && a.plan.empty()), ConfigError,
+                 "--gpu runs the model on one GPU; it does not combine with --rig or --plan");
+    MOERIG_CHECK((a.batch == 1 && a.prompts_file.empty()) || !a.rig.empty() || !a.plan.empty(), ConfigError,
+                 "--batch and -f run several sequences sharded: give --rig or --plan too");
+    const std::vector<int32_t> prompt =
+        tok.encode(a.prompts_file.empty() ? a.prompt : prompt_texts(a).front(), true, true);
     MOERIG_CHECK(!prompt.empty(), ConfigError, "the prompt is empty after tokenization");
     const int64_t ctx = a.ctx;
     MOERIG_CHECK(static_cast<int64_t>(prompt.size()) < ctx, ConfigError,
@@ -147,7 +220,8 @@ int run_generate(const RunArgs& a) {
         return true;
     };
     runtime::GenerateStats st;
-    const auto tokens = runtime::generate(session, prompt, a.n_predict, a.sampling, on_token, &st);
+    const auto tokens = a.gpu >= 0 ? generate_on_gpu(*model, ctx, prompt, a, on_token, &st)
+                                   : runtime::generate(session, prompt, a.n_predict, a.sampling, on_token, &st);
     const std::string tail = utf8.finish();
     text += tail;
     const double prompt_tps = per_second(st.prompt_tokens, st.prompt_seconds);
@@ -176,10 +250,14 @@ const Registrar kRun(
     "run", "generate text with a model on the CPU",
     [](CLI::App& sub) {
         auto a = std::make_shared<RunArgs>();
-        sub.add_option("-m,--model", a->model, "GGUF model file (first part of a split model)")
+        sub.add_option("-m,--model", a->model,
+                       "GGUF model file (first part of a split model), or a Hugging Face checkpoint directory "
+                       "(config.json + *.safetensors)")
             ->required()
+            ->check(CLI::ExistingPath);
+        sub.add_option("-p,--prompt", a->prompt, "prompt text (required unless -f)");
+        sub.add_option("-f,--prompts-file", a->prompts_file, "sharded: one prompt per line, decoded together")
             ->check(CLI::ExistingFile);
-        sub.add_option("-p,--prompt", a->prompt, "prompt text")->required();
         sub.add_option("-n,--n-predict", a->n_predict, "tokens to generate")->capture_default_str();
         sub.add_option("--temp", a->sampling.temp, "temperature (<= 0: greedy)")->capture_default_str();
         sub.add_option("--top-k", a->sampling.top_k, "top-k (<= 0: off)")->capture_default_str();
@@ -201,6 +279,12 @@ const Registrar kRun(
         sub.add_option("--strategy", a->strategy, "when planning: auto | pipeline | expert-parallel | hybrid")
             ->capture_default_str()
             ->check(CLI::IsMember({"auto", "pipeline", "expert-parallel", "hybrid"}));
+        sub.add_flag("--spill", a->spill,
+                     "when planning: keep cold experts in host RAM (run on the CPU) when the cards cannot hold them");
+        sub.add_option("--batch", a->batch, "sharded: sequences of the prompt decoded together")
+            ->capture_default_str()
+            ->check(CLI::PositiveNumber);
+        sub.add_option("--gpu", a->gpu, "run on this CUDA GPU (index; CUDA builds)")->check(CLI::NonNegativeNumber);
         sub.add_option("--threads-per-card", a->threads_per_card, "CPU threads per virtual card")
             ->capture_default_str()
             ->check(CLI::PositiveNumber);
