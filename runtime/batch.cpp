@@ -40,6 +40,19 @@ std::vector<BatchSegment> plan_batch(std::span<const SeqTokens> entries, std::sp
     return segments;
 }
 
+std::vector<AttentionSegment> attention_segments(std::span<const BatchSegment> segments,
+                                                 std::span<const std::unique_ptr<KvCache>> kv) {
+    std::vector<AttentionSegment> out;
+    out.reserve(segments.size());
+    for (const BatchSegment& s : segments) {
+        out.push_back(AttentionSegment{.row_begin = s.row_begin,
+                                       .num_tokens = s.num_tokens,
+                                       .n_past = s.n_past,
+                                       .kv = kv[static_cast<size_t>(s.slot_idx)].get()});
+    }
+    return out;
+}
+
 void embed_batch(const Model& model, std::span<const SeqTokens> entries, float* x) {
     const int64_t n_embd = model.hparams().n_embd;
     for (const SeqTokens& e : entries) {
@@ -81,11 +94,9 @@ std::vector<std::vector<float>> BatchSession::eval(std::span<const SeqTokens> en
     const int64_t num_tokens = segments.back().row_begin + segments.back().num_tokens;
     std::vector<float> x(static_cast<size_t>(num_tokens * hp.n_embd));
     embed_batch(model_, entries, x.data());
+    const std::vector<AttentionSegment> attn = attention_segments(segments, kv_);
     for (int64_t il = 0; il < hp.n_layer; ++il) {
-        for (const BatchSegment& s : segments) {
-            model_.attention(il, x.data() + s.row_begin * hp.n_embd, s.num_tokens, s.n_past,
-                             *kv_[static_cast<size_t>(s.slot_idx)], *pool_);
-        }
+        model_.attention(il, x.data(), attn, *pool_);
         model_.ffn(il, x.data(), num_tokens, *pool_, experts_);
     }
     for (const BatchSegment& s : segments) n_past_[static_cast<size_t>(s.slot_idx)] += s.num_tokens;

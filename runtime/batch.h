@@ -30,6 +30,10 @@ struct BatchSegment {
     int64_t num_out = 0;  ///< logits rows wanted (1, or num_tokens with all_logits)
 };
 
+/// The step's segments over their slots' caches (kv[slot]), for Model::attention.
+std::vector<AttentionSegment> attention_segments(std::span<const BatchSegment> segments,
+                                                 std::span<const std::unique_ptr<KvCache>> kv);
+
 /// Checks a step (distinct slots in range, at least one token each, context not exceeded; `who` names the caller
 /// in errors) and lays its entries out one after the other. Throws ConfigError.
 std::vector<BatchSegment> plan_batch(std::span<const SeqTokens> entries, std::span<const int64_t> n_past,

@@ -35,29 +35,58 @@ void add_bias(float* y, const float* bias, int64_t num_tokens, int64_t n) {
     for (int64_t t = 0; t < num_tokens; ++t) kernels::add(y + t * n, bias, y + t * n, n);
 }
 
+/// Absolute position of every row of the step, segment by segment.
+std::vector<int32_t> row_positions(std::span<const AttentionSegment> segments, int64_t num_rows) {
+    std::vector<int32_t> pos(static_cast<size_t>(num_rows));
+    for (const AttentionSegment& s : segments) {
+        for (int64_t t = 0; t < s.num_tokens; ++t) {
+            pos[static_cast<size_t>(s.row_begin + t)] = static_cast<int32_t>(s.n_past + t);
+        }
+    }
+    return pos;
+}
+
+int64_t total_rows(std::span<const AttentionSegment> segments) {
+    return segments.back().row_begin + segments.back().num_tokens;
+}
+
 }  // namespace
 
 void Model::attention(int64_t layer_idx, float* x, int64_t num_tokens, int64_t n_past, KvCache& kv,
                       kernels::ThreadPool& pool) const {
+    const AttentionSegment one{.row_begin = 0, .num_tokens = num_tokens, .n_past = n_past, .kv = &kv};
+    attention(layer_idx, x, std::span(&one, 1), pool);
+}
+
+void Model::attention(int64_t layer_idx, float* x, std::span<const AttentionSegment> segments,
+                      kernels::ThreadPool& pool) const {
     const auto& hp = hparams_;
-    MOERIG_CHECK(n_past + num_tokens <= kv.capacity(), ConfigError,
-                 "context full: {} cached + {} new tokens exceed the context of {} positions", n_past, num_tokens,
-                 kv.capacity());
+    MOERIG_CHECK(!segments.empty(), ConfigError, "attention: a step needs at least one sequence");
+    int64_t row = 0;
+    for (const AttentionSegment& s : segments) {
+        MOERIG_ASSERT(s.kv && s.row_begin == row && s.num_tokens > 0);
+        MOERIG_CHECK(s.n_past + s.num_tokens <= s.kv->capacity(), ConfigError,
+                     "context full: {} cached + {} new tokens exceed the context of {} positions", s.n_past,
+                     s.num_tokens, s.kv->capacity());
+        row += s.num_tokens;
+    }
+    const int64_t num_tokens = row;
     const auto& l = weights_.layers.at(static_cast<size_t>(layer_idx));
     const int64_t n = num_tokens * hp.n_embd;
     std::vector<float> xn(static_cast<size_t>(n)), out(static_cast<size_t>(n));
     kernels::rms_norm_rows(x, l.attn_norm, xn.data(), num_tokens, hp.n_embd, hp.rms_eps);
     if (hp.is_mla()) {
-        attention_mla(layer_idx, xn.data(), out.data(), num_tokens, n_past, kv, pool);
+        attention_mla(layer_idx, xn.data(), out.data(), segments, pool);
     } else {
-        attention_gqa(layer_idx, xn.data(), out.data(), num_tokens, n_past, kv, pool);
+        attention_gqa(layer_idx, xn.data(), out.data(), segments, pool);
     }
     kernels::add(x, out.data(), x, n);
 }
 
-void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,
-                          KvCache& kv, kernels::ThreadPool& pool) const {
+void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, std::span<const AttentionSegment> segments,
+                          kernels::ThreadPool& pool) const {
     const auto& hp = hparams_;
+    const int64_t num_tokens = total_rows(segments);
     const auto& l = weights_.layers[static_cast<size_t>(layer_idx)];
     const int64_t hd = hp.head_dim_k, hdv = hp.head_dim_v;
     const int64_t q_dim = hp.n_head * hd, k_dim = hp.n_head_kv * hd, v_dim = hp.n_head_kv * hdv;
@@ -76,16 +105,17 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_
         kernels::rms_norm_rows(q.data(), l.q_norm, q.data(), num_tokens, q_dim, hp.rms_eps);
         kernels::rms_norm_rows(k.data(), l.k_norm, k.data(), num_tokens, k_dim, hp.rms_eps);
     }
-    std::vector<int32_t> pos(static_cast<size_t>(num_tokens));
-    for (int64_t t = 0; t < num_tokens; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
+    const std::vector<int32_t> pos = row_positions(segments, num_tokens);
     auto rp = rope_params(hp, weights_.rope_freqs);
     const bool swa = hp.is_swa(layer_idx);
     if (swa) rp.freq_base = hp.rope_freq_base_swa;
     kernels::rope(rp, q.data(), num_tokens, hp.n_head, q_dim, hd, pos.data());
     kernels::rope(rp, k.data(), num_tokens, hp.n_head_kv, k_dim, hd, pos.data());
-    for (int64_t t = 0; t < num_tokens; ++t) {
-        std::copy_n(k.data() + t * k_dim, k_dim, kv.k(layer_idx, n_past + t));
-        std::copy_n(v.data() + t * v_dim, v_dim, kv.v(layer_idx, n_past + t));
+    for (const AttentionSegment& s : segments) {
+        for (int64_t t = 0; t < s.num_tokens; ++t) {
+            std::copy_n(k.data() + (s.row_begin + t) * k_dim, k_dim, s.kv->k(layer_idx, s.n_past + t));
+            std::copy_n(v.data() + (s.row_begin + t) * v_dim, v_dim, s.kv->v(layer_idx, s.n_past + t));
+        }
     }
 
     kernels::AttentionParams ap;
@@ -97,30 +127,33 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_
     ap.sliding_window = swa ? hp.n_swa : 0;
     ap.sinks = l.sinks;
     std::vector<float> att(static_cast<size_t>(num_tokens * hp.n_head * hdv));
-    kernels::AttentionIo io;
-    io.q = q.data();
-    io.q_token_stride = q_dim;
-    io.q_head_stride = hd;
-    io.k = kv.k(layer_idx, 0);
-    io.k_token_stride = kv.k_row();
-    io.k_head_stride = hd;
-    io.v = kv.v(layer_idx, 0);
-    io.v_token_stride = kv.v_row();
-    io.v_head_stride = hdv;
-    io.out = att.data();
-    io.out_token_stride = hp.n_head * hdv;
-    io.out_head_stride = hdv;
-    io.num_tokens = num_tokens;
-    io.kv_len = n_past + num_tokens;
-    io.positions = pos.data();
-    kernels::attention(ap, io, pool);
+    for (const AttentionSegment& s : segments) {
+        kernels::AttentionIo io;
+        io.q = q.data() + s.row_begin * q_dim;
+        io.q_token_stride = q_dim;
+        io.q_head_stride = hd;
+        io.k = s.kv->k(layer_idx, 0);
+        io.k_token_stride = s.kv->k_row();
+        io.k_head_stride = hd;
+        io.v = s.kv->v(layer_idx, 0);
+        io.v_token_stride = s.kv->v_row();
+        io.v_head_stride = hdv;
+        io.out = att.data() + s.row_begin * hp.n_head * hdv;
+        io.out_token_stride = hp.n_head * hdv;
+        io.out_head_stride = hdv;
+        io.num_tokens = s.num_tokens;
+        io.kv_len = s.n_past + s.num_tokens;
+        io.positions = pos.data() + s.row_begin;
+        kernels::attention(ap, io, pool);
+    }
     kernels::matmul(l.wo, att.data(), num_tokens, out, pool);
     add_bias(out, l.bo, num_tokens, hp.n_embd);
 }
 
-void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past,
-                          KvCache& kv, kernels::ThreadPool& pool) const {
+void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, std::span<const AttentionSegment> segments,
+                          kernels::ThreadPool& pool) const {
     const auto& hp = hparams_;
+    const int64_t num_tokens = total_rows(segments);
     const auto& l = weights_.layers[static_cast<size_t>(layer_idx)];
     const int64_t n_head = hp.n_head, hk = hp.head_dim_k, hv = hp.head_dim_v, nope = hp.qk_nope_dim;
     const int64_t rank = hp.kv_lora_rank, n_rot = hp.n_rot, lat = rank + n_rot;
@@ -138,16 +171,17 @@ void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_
     std::vector<float> kvc(static_cast<size_t>(num_tokens * lat));
     kernels::matmul(l.wkv_a_mqa, xn, num_tokens, kvc.data(), pool);
 
-    std::vector<int32_t> pos(static_cast<size_t>(num_tokens));
-    for (int64_t t = 0; t < num_tokens; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
+    const std::vector<int32_t> pos = row_positions(segments, num_tokens);
     const auto rp = rope_params(hp, nullptr);
     // q_pe sits after q_nope in each head; k_pe after the latent in each row.
     kernels::rope(rp, q.data() + nope, num_tokens, n_head, q_dim, hk, pos.data());
     kernels::rope(rp, kvc.data() + rank, num_tokens, 1, lat, lat, pos.data());
-    for (int64_t t = 0; t < num_tokens; ++t) {
-        float* row = kvc.data() + t * lat;
-        kernels::rms_norm(row, l.kv_a_norm, row, rank, hp.rms_eps);
-        std::copy_n(row, lat, kv.k(layer_idx, n_past + t));
+    for (const AttentionSegment& s : segments) {
+        for (int64_t t = 0; t < s.num_tokens; ++t) {
+            float* row = kvc.data() + (s.row_begin + t) * lat;
+            kernels::rms_norm(row, l.kv_a_norm, row, rank, hp.rms_eps);
+            std::copy_n(row, lat, s.kv->k(layer_idx, s.n_past + t));
+        }
     }
 
     // Absorbed queries: [wk_b[h] q_nope[h] (rank) | q_pe[h] (n_rot)] per head.
@@ -171,23 +205,25 @@ void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, int64_
     ap.v_head_dim = rank;
     ap.scale = mscale * mscale / std::sqrt(static_cast<float>(hk));
     std::vector<float> att(static_cast<size_t>(num_tokens * n_head * rank));
-    kernels::AttentionIo io;
-    io.q = qa.data();
-    io.q_token_stride = qa_dim;
-    io.q_head_stride = lat;
-    io.k = kv.k(layer_idx, 0);
-    io.k_token_stride = kv.k_row();
-    io.k_head_stride = 0;
-    io.v = io.k;  // V is the latent: the first `rank` values of each K row
-    io.v_token_stride = kv.k_row();
-    io.v_head_stride = 0;
-    io.out = att.data();
-    io.out_token_stride = n_head * rank;
-    io.out_head_stride = rank;
-    io.num_tokens = num_tokens;
-    io.kv_len = n_past + num_tokens;
-    io.positions = pos.data();
-    kernels::attention(ap, io, pool);
+    for (const AttentionSegment& s : segments) {
+        kernels::AttentionIo io;
+        io.q = qa.data() + s.row_begin * qa_dim;
+        io.q_token_stride = qa_dim;
+        io.q_head_stride = lat;
+        io.k = s.kv->k(layer_idx, 0);
+        io.k_token_stride = s.kv->k_row();
+        io.k_head_stride = 0;
+        io.v = io.k;  // V is the latent: the first `rank` values of each K row
+        io.v_token_stride = s.kv->k_row();
+        io.v_head_stride = 0;
+        io.out = att.data() + s.row_begin * n_head * rank;
+        io.out_token_stride = n_head * rank;
+        io.out_head_stride = rank;
+        io.num_tokens = s.num_tokens;
+        io.kv_len = s.n_past + s.num_tokens;
+        io.positions = pos.data() + s.row_begin;
+        kernels::attention(ap, io, pool);
+    }
 
     std::vector<float> o(static_cast<size_t>(num_tokens * n_head * hv));
     for (int64_t h = 0; h < n_head; ++h) {

@@ -23,6 +23,15 @@ namespace moerig::runtime {
 
 class Tokenizer;
 
+/// One sequence's rows of a batched step: rows [row_begin, row_begin + num_tokens) of the residual stream are its
+/// tokens at positions n_past.. of its own cache.
+struct AttentionSegment {
+    int64_t row_begin = 0;
+    int64_t num_tokens = 0;
+    int64_t n_past = 0;
+    KvCache* kv = nullptr;
+};
+
 struct ModelOptions {
     int num_threads = 0;  // 0 = all cores
     int64_t context = 4096;
@@ -55,6 +64,10 @@ class Model {
     /// x += attention(attn_norm(x)) for tokens at positions n_past.., writing their K/V into kv first.
     void attention(int64_t layer_idx, float* x, int64_t num_tokens, int64_t n_past, KvCache& kv,
                    kernels::ThreadPool& pool) const;
+    /// The same for several sequences in one step: segments tile x's rows in order, each attending over its own
+    /// cache. The projections run once over all rows (weights streamed once per step, not once per sequence).
+    void attention(int64_t layer_idx, float* x, std::span<const AttentionSegment> segments,
+                   kernels::ThreadPool& pool) const;
     /// x += ffn(ffn_norm(x)): dense SwiGLU, or router -> experts (through `experts`, local when nullptr)
     /// plus shared experts.
     void ffn(int64_t layer_idx, float* x, int64_t num_tokens, kernels::ThreadPool& pool,
@@ -69,9 +82,9 @@ class Model {
 
   private:
     Model() = default;
-    void attention_gqa(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past, KvCache& kv,
+    void attention_gqa(int64_t layer_idx, const float* xn, float* out, std::span<const AttentionSegment> segments,
                        kernels::ThreadPool& pool) const;
-    void attention_mla(int64_t layer_idx, const float* xn, float* out, int64_t num_tokens, int64_t n_past, KvCache& kv,
+    void attention_mla(int64_t layer_idx, const float* xn, float* out, std::span<const AttentionSegment> segments,
                        kernels::ThreadPool& pool) const;
 
     ModelOptions options_;

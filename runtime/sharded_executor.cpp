@@ -292,10 +292,7 @@ void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::s
         }
         const bool moe = hp.is_moe_layer(l);
         if (rank == stage) {
-            for (const BatchSegment& s : segments) {
-                model_.attention(l, x + s.row_begin * hp.n_embd, s.num_tokens, s.n_past,
-                                 *card.kv[static_cast<size_t>(s.slot_idx)], *card.pool);
-            }
+            model_.attention(l, x, attention_segments(segments, card.kv), *card.pool);
             model_.ffn(l, x, num_tokens, *card.pool, moe ? runner.get() : nullptr);
         } else if (moe && participants_[l].size() > 1) {
             const auto& parts = participants_[l];
