@@ -31,9 +31,9 @@ for src in "${srcs[@]}"; do
     objs+=("$obj")
 done
 
-declare -A corpus=([fuzz_gguf]=gguf [fuzz_safetensors]=safetensors [fuzz_tokenizer]=text)
+declare -A corpus=([fuzz_gguf]=gguf [fuzz_safetensors]=safetensors [fuzz_tokenizer]=text [fuzz_hf_tokenizer]=hf_tokenizer)
 failed=()
-for harness in fuzz_gguf fuzz_safetensors fuzz_tokenizer; do
+for harness in fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_hf_tokenizer; do
     echo "fuzz: building $harness" >&2
     $cxx $cxxflags -fsanitize=fuzzer "tests/fuzz/$harness.cpp" "${objs[@]}" $libs -o "$out/$harness"
     work="$out/corpus_${corpus[$harness]}"
