@@ -116,9 +116,8 @@ TEST_P(ShardedEquivalence, EveryLayoutGivesTheOneCardTokensAndLogits) {
 
 INSTANTIATE_TEST_SUITE_P(FixtureModels, ShardedEquivalence,
                          ::testing::Values("qwen3moe-f32", "mixtral-f32", "olmoe-f32", "qwen2moe-f32",
-                                           "deepseek2-lite-f32", "deepseek2-v3-f32", "qwen3moe-q4_k_m",
-                                           "gpt-oss-mxfp4", "mixtral-q8_0", "qwen3moe-f16", "olmoe-bf16",
-                                           "deepseek2-v3-q6_k"));
+                                           "deepseek2-lite-f32", "deepseek2-v3-f32", "qwen3moe-q4_k_m", "gpt-oss-mxfp4",
+                                           "mixtral-q8_0", "qwen3moe-f16", "olmoe-bf16", "deepseek2-v3-q6_k"));
 
 TEST(Sharded, PipelineLayoutMatchesTheOneCardLogitsBitForBit) {
     // Each layer's experts on its stage card run through the engine's own local path, so a pure layer
