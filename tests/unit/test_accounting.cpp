@@ -13,6 +13,7 @@
 #include "sharding/accounting.h"
 #include "sharding/catalog.h"
 #include "sharding/hf_import.h"
+#include "tests/common/error_text.h"
 #include "tests/common/gguf_builder.h"
 
 using moerig::ConfigError;
@@ -43,15 +44,6 @@ const TensorAccount& tensor(const ModelAccount& a, const std::string& name) {
 
 std::filesystem::path temp_path(const std::string& name) {
     return std::filesystem::temp_directory_path() / ("moerig_acct_" + std::to_string(::getpid()) + "_" + name);
-}
-
-std::string config_error(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "<no ConfigError>";
 }
 
 // A small qwen3moe-shaped spec whose rows fill whole K-quant blocks.
@@ -115,7 +107,7 @@ TEST(QuantMix, ParsesNamesCaseInsensitivelyAndRejectsUnknownWithSuggestion) {
     EXPECT_EQ(parse_quant_mix("q4_k_m").kind, QuantMixKind::kQ4_K_M);
     EXPECT_EQ(parse_quant_mix("bf16").base(), DType::BF16);
     EXPECT_EQ(quant_mix_names().size(), 9u);
-    const std::string msg = config_error([] { parse_quant_mix("Q4_KM"); });
+    const std::string msg = moerig::testing::error_text([] { parse_quant_mix("Q4_KM"); });
     EXPECT_NE(msg.find("unknown quantisation 'Q4_KM'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("Q4_K_M"), std::string::npos) << msg;
 }
@@ -432,7 +424,8 @@ TEST(Gguf, QuantMixRulesReproduceLlamaCppQuantisedFiles) {
 }
 
 TEST(Gguf, RefusesAQuantMixForAGgufFile) {
-    const std::string msg = config_error([] { load_model("/tmp/some-model.gguf", parse_quant_mix("Q4_K_M")); });
+    const std::string msg =
+        moerig::testing::error_text([] { load_model("/tmp/some-model.gguf", parse_quant_mix("Q4_K_M")); });
     EXPECT_NE(msg.find("some-model.gguf"), std::string::npos) << msg;
     EXPECT_NE(msg.find("--quant"), std::string::npos) << msg;
 }
@@ -477,18 +470,19 @@ TEST(HfImport, SafetensorsIndexRevealsMtpLayersAndTensorFacts) {
 }
 
 TEST(HfImport, ErrorsNameTheFileAndField) {
-    std::string msg =
-        config_error([] { parse_hf_config(R"({"model_type": "mixtral", "hidden_size": 64})", {}, "x.json"); });
+    std::string msg = moerig::testing::error_text(
+        [] { parse_hf_config(R"({"model_type": "mixtral", "hidden_size": 64})", {}, "x.json"); });
     EXPECT_NE(msg.find("x.json: missing field 'num_hidden_layers'"), std::string::npos) << msg;
-    msg = config_error([] {
+    msg = moerig::testing::error_text([] {
         parse_hf_config(R"({"model_type": "mixtrall", "hidden_size": 64, "num_hidden_layers": 2,
         "vocab_size": 10, "num_attention_heads": 2})",
                         {}, "y.json");
     });
     EXPECT_NE(msg.find("unsupported model_type 'mixtrall'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("did you mean: mixtral"), std::string::npos) << msg;
-    msg = config_error([] { parse_hf_config("{\"model_type\": ", {}, "z.json"); });
+    msg = moerig::testing::error_text([] { parse_hf_config("{\"model_type\": ", {}, "z.json"); });
     EXPECT_NE(msg.find("z.json: invalid JSON"), std::string::npos) << msg;
-    msg = config_error([] { parse_hf_config(R"({"model_type": "olmoe", "hidden_size": "big"})", {}, "w.json"); });
+    msg = moerig::testing::error_text(
+        [] { parse_hf_config(R"({"model_type": "olmoe", "hidden_size": "big"})", {}, "w.json"); });
     EXPECT_NE(msg.find("w.json: field 'hidden_size' must be a non-negative integer"), std::string::npos) << msg;
 }

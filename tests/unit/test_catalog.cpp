@@ -13,6 +13,7 @@
 #include "sharding/accounting.h"
 #include "sharding/catalog.h"
 #include "sharding/suggest.h"
+#include "tests/common/error_text.h"
 
 using moerig::ConfigError;
 using namespace moerig::sharding;
@@ -20,15 +21,6 @@ using namespace moerig::sharding;
 namespace {
 
 const std::string kData = std::string(MOERIG_TEST_DATA) + "/planner";
-
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "<no ConfigError>";
-}
 
 }  // namespace
 
@@ -73,21 +65,22 @@ TEST(Catalog, ResolvesAliasesIgnoringCaseAndSeparators) {
 }
 
 TEST(Catalog, UnknownModelErrorListsCloseMatches) {
-    const std::string msg = error_of([] { load_catalog_model("mixtral-8x7"); });
+    const std::string msg = moerig::testing::error_text([] { load_catalog_model("mixtral-8x7"); });
     EXPECT_NE(msg.find("unknown model 'mixtral-8x7'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("mixtral-8x7b"), std::string::npos) << msg;
-    const std::string far = error_of([] { load_catalog_model("llama-3-70b-dense"); });
+    const std::string far = moerig::testing::error_text([] { load_catalog_model("llama-3-70b-dense"); });
     EXPECT_NE(far.find("unknown model"), std::string::npos) << far;
 }
 
 TEST(Catalog, ModelYamlMissingFieldNamesFileAndField) {
-    const std::string msg = error_of([] { load_model_yaml(kData + "/models/missing-hidden.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_model_yaml(kData + "/models/missing-hidden.yaml"); });
     EXPECT_NE(msg.find("missing-hidden.yaml"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'hidden'"), std::string::npos) << msg;
 }
 
 TEST(Catalog, ModelYamlBadEnumNamesLineAndValue) {
-    const std::string msg = error_of([] { load_model_yaml(kData + "/models/bad-attention-kind.yaml"); });
+    const std::string msg =
+        moerig::testing::error_text([] { load_model_yaml(kData + "/models/bad-attention-kind.yaml"); });
     EXPECT_NE(msg.find("bad-attention-kind.yaml:8: attention.kind"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'mqa'"), std::string::npos) << msg;
 }
@@ -99,7 +92,7 @@ TEST(Catalog, ConfigDirFollowsEnvironment) {
     EXPECT_EQ(config_dir(), std::filesystem::path(MOERIG_SOURCE_DIR) / "configs");
     ::setenv("MOERIG_CONFIG_DIR", "/nonexistent/moerig-configs", 1);
     EXPECT_EQ(config_dir(), std::filesystem::path("/nonexistent/moerig-configs"));
-    const std::string msg = error_of([] { load_catalog_model("mixtral-8x7b"); });
+    const std::string msg = moerig::testing::error_text([] { load_catalog_model("mixtral-8x7b"); });
     EXPECT_NE(msg.find("/nonexistent/moerig-configs/models"), std::string::npos) << msg;
     if (saved_env) {
         ::setenv("MOERIG_CONFIG_DIR", saved_env->c_str(), 1);
@@ -128,7 +121,7 @@ TEST(Cards, CatalogHasUsableMemoryAndRatesForEveryCard) {
 
 TEST(Cards, UnknownCardErrorListsCloseMatches) {
     const auto cat = CardCatalog::load_default();
-    const std::string msg = error_of([&] { cat.find("P160-100"); });
+    const std::string msg = moerig::testing::error_text([&] { cat.find("P160-100"); });
     EXPECT_NE(msg.find("unknown card 'P160-100'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("P106-100"), std::string::npos) << msg;
 }

@@ -6,6 +6,7 @@
 
 #include "kernels/error.h"
 #include "sharding/rig.h"
+#include "tests/common/error_text.h"
 
 using moerig::ConfigError;
 using namespace moerig::sharding;
@@ -13,15 +14,6 @@ using namespace moerig::sharding;
 namespace {
 
 const std::string kRigs = std::string(MOERIG_TEST_DATA) + "/planner/rigs/";
-
-std::string config_error(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "<no ConfigError>";
-}
 
 }  // namespace
 
@@ -107,7 +99,7 @@ TEST(Rig, LinkIsCappedAtWhatTheCardNegotiates) {
 }
 
 TEST(RigErrors, SyntaxErrorNamesFileAndLine) {
-    const std::string msg = config_error([] { load_rig(kRigs + "syntax-error.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "syntax-error.yaml"); });
     EXPECT_NE(msg.find("syntax-error.yaml:"), std::string::npos) << msg;
     EXPECT_NE(msg.find("YAML syntax error"), std::string::npos) << msg;
     // The unclosed "[8" on line 7 is reported on line 7 or where the parser gives up (line 8).
@@ -115,42 +107,42 @@ TEST(RigErrors, SyntaxErrorNamesFileAndLine) {
 }
 
 TEST(RigErrors, WrongTypeNamesLineAndField) {
-    const std::string msg = config_error([] { load_rig(kRigs + "missing-lanes-type.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "missing-lanes-type.yaml"); });
     EXPECT_NE(msg.find("missing-lanes-type.yaml:9: cards[0].lanes"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'four'"), std::string::npos) << msg;
 }
 
 TEST(RigErrors, MissingFieldNamesField) {
-    const std::string msg = config_error([] { load_rig(kRigs + "missing-ram.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "missing-ram.yaml"); });
     EXPECT_NE(msg.find("missing-ram.yaml:3: host.ram"), std::string::npos) << msg;
     EXPECT_NE(msg.find("missing required field 'ram'"), std::string::npos) << msg;
 }
 
 TEST(RigErrors, UnknownCardListsCloseMatchesWithLine) {
-    const std::string msg = config_error([] { load_rig(kRigs + "unknown-card.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "unknown-card.yaml"); });
     EXPECT_NE(msg.find("unknown-card.yaml:8: cards[1].card"), std::string::npos) << msg;
     EXPECT_NE(msg.find("P106-100"), std::string::npos) << msg;
 }
 
 TEST(RigErrors, MisspelledFieldIsRejectedWithSuggestion) {
-    const std::string msg = config_error([] { load_rig(kRigs + "misspelled-field.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "misspelled-field.yaml"); });
     EXPECT_NE(msg.find("misspelled-field.yaml:8: cards[0].pcie_gne: unknown field"), std::string::npos) << msg;
     EXPECT_NE(msg.find("did you mean: pcie_gen"), std::string::npos) << msg;
 }
 
 TEST(RigErrors, NegativeSizeIsRejected) {
-    const std::string msg = config_error([] { load_rig(kRigs + "negative-vram.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "negative-vram.yaml"); });
     EXPECT_NE(msg.find("cards[0].vram"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'-6 GiB'"), std::string::npos) << msg;
 }
 
 TEST(RigErrors, ClusterWithoutNetworkIsRejected) {
-    const std::string msg = config_error([] { load_rig(kRigs + "cluster-no-network.yaml"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig(kRigs + "cluster-no-network.yaml"); });
     EXPECT_NE(msg.find("needs network"), std::string::npos) << msg;
 }
 
 TEST(RigErrors, UnknownRigNameListsCloseMatches) {
-    const std::string msg = config_error([] { load_rig("p106-8x-gen1"); });
+    const std::string msg = moerig::testing::error_text([] { load_rig("p106-8x-gen1"); });
     EXPECT_NE(msg.find("unknown rig 'p106-8x-gen1'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("p106-8x-gen1x1"), std::string::npos) << msg;
 }
