@@ -1,6 +1,7 @@
 // CPU kernel benchmark: decode GEMV bandwidth per weight type against this machine's measured memory read
-// bandwidth, prefill GEMM GFLOP/s, and (when MOERIG_GGML_CPU_LIB names llama.cpp's libggml-cpu.so) the speed of
-// our per-row dot products against ggml's own on identical bytes. Every kernel is validated before it is timed.
+// bandwidth, prefill GEMM GFLOP/s, the K-quant GEMMs against per-row dot products by token count, and (when
+// MOERIG_GGML_CPU_LIB names llama.cpp's libggml-cpu.so) the speed of our per-row dot products against ggml's own on
+// identical bytes. Every kernel is validated before it is timed.
 //   bench_kernels [--threads N] [--mib M]
 #include <dlfcn.h>
 
@@ -13,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gemm_q4_k.h"
+#include "kernels/gemm_q6_k.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "kernels/threadpool.h"
@@ -215,6 +218,62 @@ int main(int argc, char** argv) {
             std::printf("%-6s %8lld %8lld %10.3f %10.1f\n", std::string(dtype_name(t)).c_str(),
                         static_cast<long long>(rows), static_cast<long long>(tokens), s * 1e3,
                         2.0 * rows * cols * tokens / s / 1e9);
+        }
+    }
+
+    // ---- K-quant GEMM against the per-row dot products, by token count ------------------------------------
+    // One thread, a 512 x 4096 expert-sized matrix: where the register-blocked GEMM (gemm_q4_k, gemm_q6_k) starts
+    // to beat the per-row dot products it replaces; matmul's kGemmMinTokens* thresholds come from this table.
+    struct KGemm {
+        DType type;
+        bool supported;
+        void (*gemm)(const WeightView&, int64_t, int64_t, const void* const*, float* const*, int64_t);
+    };
+    std::printf("\n%-6s %8s %12s %12s %8s   (single thread, 512 rows x 4096)\n", "GEMM/dot", "tokens", "gemm us",
+                "dot us", "speedup");
+    for (const KGemm k :
+         {KGemm{DType::Q4_K, gemm_q4_k_supported(), gemm_q4_k}, KGemm{DType::Q6_K, gemm_q6_k_supported(), gemm_q6_k}}) {
+        if (!k.supported) {
+            std::printf("%-6s (no integer GEMM in this build)\n", std::string(dtype_name(k.type)).c_str());
+            continue;
+        }
+        const int64_t rows = 512, max_tokens = 6;
+        const size_t rb = row_bytes(k.type, cols), xb = row_bytes(DType::Q8_K, cols);
+        std::vector<uint8_t> w(rb * rows), xq(xb * max_tokens);
+        const auto src = random_floats(cols * 256, 7, 0.05f);
+        for (int64_t r = 0; r < rows; ++r) quantize_row(k.type, src.data() + (r % 256) * cols, w.data() + r * rb, cols);
+        std::vector<const void*> acts;
+        for (int64_t t = 0; t < max_tokens; ++t) {
+            quantize_row(DType::Q8_K, x.data() + t * cols, xq.data() + t * xb, cols);
+            acts.push_back(xq.data() + t * xb);
+        }
+        const WeightView view = WeightView::dense(k.type, rows, cols, w.data());
+        const VecDotFn dot = vec_dot_fn(k.type);
+        std::vector<float> y(rows * max_tokens), y_dot(rows * max_tokens);
+        std::vector<float*> ys;
+        for (int64_t t = 0; t < max_tokens; ++t) ys.push_back(y.data() + t * rows);
+        auto run_dot = [&](int64_t tokens) {
+            for (int64_t r = 0; r < rows; ++r) {
+                for (int64_t t = 0; t < tokens; ++t) y_dot[t * rows + r] = dot(view.row(r), acts[t], cols);
+            }
+        };
+        k.gemm(view, 0, rows, acts.data(), ys.data(), max_tokens);
+        run_dot(max_tokens);
+        double err = 0, ref = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+            err += static_cast<double>(y[i] - y_dot[i]) * (y[i] - y_dot[i]);
+            ref += static_cast<double>(y_dot[i]) * y_dot[i];
+        }
+        if (!(err <= 1e-11 * ref)) {
+            std::printf("%-6s GEMM/dot VALIDATION FAILED (nmse %.3g)\n", std::string(dtype_name(k.type)).c_str(),
+                        err / ref);
+            return 1;
+        }
+        for (int64_t tokens = 1; tokens <= max_tokens; ++tokens) {
+            const double s_gemm = best_seconds(20, [&] { k.gemm(view, 0, rows, acts.data(), ys.data(), tokens); });
+            const double s_dot = best_seconds(20, [&] { run_dot(tokens); });
+            std::printf("%-6s %8lld %12.1f %12.1f %7.2fx\n", std::string(dtype_name(k.type)).c_str(),
+                        static_cast<long long>(tokens), s_gemm * 1e6, s_dot * 1e6, s_dot / s_gemm);
         }
     }
 

@@ -1,9 +1,9 @@
 // Weight x activation products. The reference dequantises each weight row and accumulates in double; the fast
 // path converts the (gathered) activations once to the dot product's type (as llama.cpp: Q8_0/Q8_K, or F16/BF16
 // for half weights), then walks tiles of weight rows, running every token over a
-// tile while it is in cache, with rows (or, for small matrices, tokens) split over the thread pool. Q8_0 and Q4_K
-// weights with several tokens (prefill, expert groups) instead go through register-blocked integer GEMMs
-// (gemm_q8_0.cpp, gemm_q4_k.cpp) on the same quantised activations.
+// tile while it is in cache, with rows (or, for small matrices, tokens) split over the thread pool. Q8_0, Q4_K and
+// Q6_K weights with several tokens (prefill, expert groups) instead go through register-blocked integer GEMMs
+// (gemm_q8_0.cpp, gemm_q4_k.cpp, gemm_q6_k.cpp) on the same quantised activations.
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 
 #include "kernels/error.h"
 #include "kernels/gemm_q4_k.h"
+#include "kernels/gemm_q6_k.h"
 #include "kernels/gemm_q8_0.h"
 #include "kernels/quant.h"
 #include "kernels/quant_blocks.h"
@@ -28,11 +29,12 @@ namespace {
 constexpr int64_t kRowTile = 16;
 // Tokens per pass over a tile: 32 quantised 4096-wide activation rows (~150 KiB) stay in L2 with the tile.
 constexpr int64_t kTokenTile = 32;
-// From this many tokens on, Q8_0 (Q4_K) weights go through the register-blocked integer GEMMs; a single token
-// (decode) keeps the streaming per-row dot product. Building a panel of Q4_K rows costs about as much as the
-// micro-kernel saves at 2 tokens (measured with bench_kernels), so Q4_K starts at 3.
+// From this many tokens on, Q8_0 (Q4_K, Q6_K) weights go through the register-blocked integer GEMMs; a single token
+// (decode) keeps the streaming per-row dot product. Building a panel of Q4_K or Q6_K rows costs about as much as
+// the micro-kernel saves at 2 tokens (bench_kernels' GEMM/dot table), so both start at 3.
 constexpr int64_t kGemmMinTokensQ8_0 = 2;
 constexpr int64_t kGemmMinTokensQ4_K = 3;
+constexpr int64_t kGemmMinTokensQ6_K = 3;
 // Decode streams each weight row once: asking for the row this far ahead keeps more misses in flight per core
 // than the hardware prefetcher does on its own across block-structured rows.
 constexpr int64_t kPrefetchRows = 2;
@@ -183,12 +185,13 @@ void matmul_ref_act(const WeightView& w, const float* x, int64_t num_tokens, flo
 
 namespace {
 
-// Weights with a register-blocked integer GEMM (gemm_q8_0.h, gemm_q4_k.h) and several tokens: quantise each
-// activation row as quantize_activations does (Q8_0 rows are then repacked for the micro-kernel), and split rows
+// Weights with a register-blocked integer GEMM (gemm_q8_0.h, gemm_q4_k.h, gemm_q6_k.h) and several tokens: quantise
+// each activation row as quantize_activations does (Q8_0 rows are then repacked for the micro-kernel), and split rows
 // (or tokens, for small matrices) over the pool as the per-row path does.
 bool use_gemm(DType type, int64_t num_tokens) {
     if (type == DType::Q8_0) return num_tokens >= kGemmMinTokensQ8_0 && gemm_q8_0_supported();
     if (type == DType::Q4_K) return num_tokens >= kGemmMinTokensQ4_K && gemm_q4_k_supported();
+    if (type == DType::Q6_K) return num_tokens >= kGemmMinTokensQ6_K && gemm_q6_k_supported();
     return false;
 }
 
@@ -231,8 +234,10 @@ void matmul_gemm(const WeightView& w, const TokenRows& io, ThreadPool& pool) {
     auto gemm = [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
         if (q8_0) {
             gemm_q8_0(w, r0, r1, act_ptrs + t0, y_ptrs + t0, t1 - t0);
-        } else {
+        } else if (w.type == DType::Q4_K) {
             gemm_q4_k(w, r0, r1, act_ptrs + t0, y_ptrs + t0, t1 - t0);
+        } else {
+            gemm_q6_k(w, r0, r1, act_ptrs + t0, y_ptrs + t0, t1 - t0);
         }
     };
     const int64_t num_threads = pool.num_threads();

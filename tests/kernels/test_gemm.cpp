@@ -1,4 +1,4 @@
-// The register-blocked prefill GEMMs (Q8_0 x Q8_0 and Q4_K x Q8_K) against the per-row dot products they
+// The register-blocked prefill GEMMs (Q8_0 x Q8_0, Q4_K and Q6_K x Q8_K) against the per-row dot products they
 // replace, over row and token counts that are not multiples of the 4 x 4 micro-tile and odd block counts; exact
 // integer results at the quant limits (no saturation, exact offset corrections); gathered matmul calls.
 #include <gtest/gtest.h>
@@ -7,9 +7,12 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <random>
 #include <vector>
 
+#include "kernels/error.h"
 #include "kernels/gemm_q4_k.h"
+#include "kernels/gemm_q6_k.h"
 #include "kernels/gemm_q8_0.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
@@ -177,37 +180,67 @@ TEST(GemmQ8_0, PrefillMatmulOnGatheredExpertTokensEqualsActivationRoundedReferen
     }
 }
 
-TEST(GemmQ4_K, EqualsPerRowDotProductForOddRowAndTokenCounts) {
-    // Activations are the Q8_K rows matmul makes; the GEMM's int32 sums (scaled nibble products, mins times
-    // 16-value sums) are exact, so only the float accumulation order differs from vec_dot.
+namespace {
+
+using KGemmFn = void (*)(const WeightView&, int64_t, int64_t, const void* const*, float* const*, int64_t);
+
+// gemm (a K-quant x Q8_K GEMM) against vec_dot over row counts that are not multiples of the 4-row panel, 1..6
+// tokens (every micro-tile width) and one or three super-blocks. Weights are the quantizer's rows, or, with
+// raw_blocks, random bytes (every quant, every scale byte including -128) with a small finite d.
+void expect_k_gemm_equals_dot(DType type, KGemmFn gemm, bool raw_blocks) {
     const int64_t row_counts[] = {1, 4, 6, 13};
     const int64_t col_counts[] = {256, 768};
+    const size_t block_bytes = dtype_traits(type).block_bytes;
     for (int64_t cols : col_counts) {
         for (int64_t rows : row_counts) {
             for (int64_t tokens = 1; tokens <= 6; ++tokens) {
-                const auto wf = random_values(rows * cols, 61, 0.05f);
-                const size_t rb = row_bytes(DType::Q4_K, cols), xb = row_bytes(DType::Q8_K, cols);
+                const size_t rb = row_bytes(type, cols), xb = row_bytes(DType::Q8_K, cols);
                 std::vector<uint8_t> wq(rb * rows), xq(xb * tokens);
-                for (int64_t r = 0; r < rows; ++r) quantize_row(DType::Q4_K, &wf[r * cols], &wq[r * rb], cols);
+                if (raw_blocks) {
+                    std::mt19937 rng(static_cast<uint32_t>(rows * 1000 + cols + tokens));
+                    for (auto& byte : wq) byte = static_cast<uint8_t>(rng());
+                    // Finite scales: d is the last field of Q6_K; Q4_K starts with d and dmin.
+                    for (size_t off = 0; off < wq.size(); off += block_bytes) {
+                        const uint16_t d = fp32_to_fp16(0.001f * static_cast<float>(1 + rng() % 100));
+                        if (type == DType::Q6_K) {
+                            std::memcpy(&wq[off + block_bytes - 2], &d, 2);
+                        } else {
+                            std::memcpy(&wq[off], &d, 2);
+                            std::memcpy(&wq[off + 2], &d, 2);
+                        }
+                    }
+                } else {
+                    const auto wf = random_values(rows * cols, 61, 0.05f);
+                    for (int64_t r = 0; r < rows; ++r) quantize_row(type, &wf[r * cols], &wq[r * rb], cols);
+                }
                 const auto x = random_values(tokens * cols, 62);
                 std::vector<const void*> acts;
                 for (int64_t t = 0; t < tokens; ++t) {
                     quantize_row(DType::Q8_K, &x[t * cols], &xq[t * xb], cols);
                     acts.push_back(&xq[t * xb]);
                 }
-                const WeightView w = WeightView::dense(DType::Q4_K, rows, cols, wq.data());
+                const WeightView w = WeightView::dense(type, rows, cols, wq.data());
                 std::vector<float> y(rows * tokens, NAN), y_dot(rows * tokens);
                 std::vector<float*> ys;
                 for (int64_t t = 0; t < tokens; ++t) ys.push_back(y.data() + t * rows);
-                gemm_q4_k(w, 0, rows, acts.data(), ys.data(), tokens);
+                gemm(w, 0, rows, acts.data(), ys.data(), tokens);
                 for (int64_t t = 0; t < tokens; ++t) {
-                    for (int64_t r = 0; r < rows; ++r)
-                        y_dot[t * rows + r] = vec_dot(DType::Q4_K, w.row(r), acts[t], cols);
+                    for (int64_t r = 0; r < rows; ++r) y_dot[t * rows + r] = vec_dot(type, w.row(r), acts[t], cols);
                 }
-                EXPECT_LE(nmse(y, y_dot), 1e-11) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+                EXPECT_LE(nmse(y, y_dot), 1e-11) << dtype_name(type) << " rows " << rows << " cols " << cols
+                                                 << " tokens " << tokens << (raw_blocks ? " (raw blocks)" : "");
             }
         }
     }
+}
+
+}  // namespace
+
+TEST(GemmQ4_K, EqualsPerRowDotProductForOddRowAndTokenCounts) {
+    // Activations are the Q8_K rows matmul makes; the GEMM's int32 sums (scaled nibble products, mins times
+    // 16-value sums) are exact, so only the float accumulation order differs from vec_dot.
+    expect_k_gemm_equals_dot(DType::Q4_K, gemm_q4_k, false);
+    expect_k_gemm_equals_dot(DType::Q4_K, gemm_q4_k, true);
 }
 
 TEST(GemmQ4_K, LargestNibblesAndActivationsAreExact) {
@@ -240,5 +273,156 @@ TEST(GemmQ4_K, LargestNibblesAndActivationsAreExact) {
         int64_t sum_x = 0;
         for (int j = 0; j < kQK_K; ++j) sum_x += x[t].qs[j];
         EXPECT_EQ(y[t], static_cast<float>(63 * 15 * sum_x - 63 * sum_x)) << "token " << t;
+    }
+}
+
+TEST(GemmQ6_K, EqualsPerRowDotProductForOddRowAndTokenCounts) {
+    // Same int32 sums as vec_dot (scaled 6-bit products less 32 * scales times 16-value sums), so only the float
+    // accumulation order differs; quantizer rows and raw random blocks (every scale byte, -128 included).
+    expect_k_gemm_equals_dot(DType::Q6_K, gemm_q6_k, false);
+    expect_k_gemm_equals_dot(DType::Q6_K, gemm_q6_k, true);
+}
+
+TEST(GemmQ6_K, IntegerSumsAreExactAtTheQuantLimits) {
+    // Row 0: every quant 63 (+31 after the offset), scales -128; row 1: every quant 0 (-32), scales 127; row 2:
+    // quants 0..63 cycling, scales cycling over -128..127. Tokens: all -128 (largest vpmaddubsw pairs, 2 * 63 *
+    // -128), all 127, and alternating. In rows 0 and 1 every partial sum is an integer float holds exactly, so y
+    // equals the exact integer product; row 2's int32 lanes may exceed 2^24 before the float sum, so it gets a
+    // relative tolerance.
+    const int64_t cols = 512, rows = 3, tokens = 3, num_sb = cols / kQK_K;
+    std::vector<BlockQ6_K> wb(rows * num_sb);
+    auto set_quant = [](BlockQ6_K& b, int i, int q) {
+        // Value i of the block: half i / 128, quarter k = (i % 128) / 32 and lane l = i % 32 (ggml's layout).
+        const int h = i / 128, k = (i % 128) / 32, l = i % 32;
+        uint8_t& lo = b.ql[64 * h + 32 * (k % 2) + l];
+        lo = static_cast<uint8_t>(k < 2 ? (lo & 0xF0) | (q & 0xF) : (lo & 0x0F) | ((q & 0xF) << 4));
+        uint8_t& hi = b.qh[32 * h + l];
+        hi = static_cast<uint8_t>((hi & ~(3 << (2 * k))) | ((q >> 4) << (2 * k)));
+    };
+    std::vector<int> q_of(rows * cols), sc_of(rows * cols / 16);
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t s = 0; s < num_sb; ++s) {
+            BlockQ6_K& b = wb[r * num_sb + s];
+            b.d = fp32_to_fp16(1.0f);
+            for (int g = 0; g < 16; ++g) {
+                const int sc = r == 0 ? -128 : r == 1 ? 127 : (g * 17 + static_cast<int>(s) * 5) % 256 - 128;
+                b.scales[g] = static_cast<int8_t>(sc);
+                sc_of[(r * cols + s * kQK_K) / 16 + g] = sc;
+            }
+            for (int i = 0; i < kQK_K; ++i) {
+                const int q = r == 0 ? 63 : r == 1 ? 0 : (i * 7 + static_cast<int>(s)) % 64;
+                set_quant(b, i, q);
+                q_of[r * cols + s * kQK_K + i] = q;
+            }
+        }
+    }
+    std::vector<BlockQ8_K> x(tokens * num_sb);
+    std::vector<const void*> acts;
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t s = 0; s < num_sb; ++s) {
+            BlockQ8_K& xb = x[t * num_sb + s];
+            xb.d = 1.0f;
+            for (int j = 0; j < kQK_K; ++j)
+                xb.qs[j] = static_cast<int8_t>(t == 0 ? -128 : t == 1 ? 127 : (j % 2 ? 127 : -128));
+            for (int g = 0; g < kQK_K / 16; ++g) {
+                int sum = 0;
+                for (int j = 0; j < 16; ++j) sum += xb.qs[16 * g + j];
+                xb.bsums[g] = static_cast<int16_t>(sum);
+            }
+        }
+        acts.push_back(&x[t * num_sb]);
+    }
+    const WeightView w = WeightView::dense(DType::Q6_K, rows, cols, wb.data());
+    std::vector<float> y(rows * tokens, NAN);
+    std::vector<float*> ys;
+    for (int64_t t = 0; t < tokens; ++t) ys.push_back(y.data() + t * rows);
+    gemm_q6_k(w, 0, rows, acts.data(), ys.data(), tokens);
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+            int64_t exact = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+                exact += static_cast<int64_t>(sc_of[(r * cols + c) / 16]) * (q_of[r * cols + c] - 32) *
+                         x[t * num_sb + c / kQK_K].qs[c % kQK_K];
+            }
+            if (r < 2) {
+                EXPECT_EQ(y[t * rows + r], static_cast<float>(exact)) << "row " << r << " token " << t;
+                EXPECT_EQ(vec_dot(DType::Q6_K, w.row(r), acts[t], cols), static_cast<float>(exact))
+                    << "vec_dot row " << r << " token " << t;
+            } else {
+                EXPECT_NEAR(y[t * rows + r], static_cast<float>(exact), 1e-6 * std::fabs(static_cast<double>(exact)))
+                    << "row " << r << " token " << t;
+            }
+        }
+    }
+}
+
+TEST(GemmQ6_K, RowRangeWritesOnlyItsRowsAndBadCallsThrow) {
+    const int64_t rows = 11, cols = 256, tokens = 5;
+    const auto wf = random_values(rows * cols, 71, 0.05f);
+    const size_t rb = row_bytes(DType::Q6_K, cols), xb = row_bytes(DType::Q8_K, cols);
+    std::vector<uint8_t> wq(rb * rows), xq(xb * tokens);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(DType::Q6_K, &wf[r * cols], &wq[r * rb], cols);
+    const auto x = random_values(tokens * cols, 72);
+    std::vector<const void*> acts;
+    for (int64_t t = 0; t < tokens; ++t) {
+        quantize_row(DType::Q8_K, &x[t * cols], &xq[t * xb], cols);
+        acts.push_back(&xq[t * xb]);
+    }
+    const WeightView w = WeightView::dense(DType::Q6_K, rows, cols, wq.data());
+    std::vector<float> y(rows * tokens, -7.0f);
+    std::vector<float*> ys;
+    for (int64_t t = 0; t < tokens; ++t) ys.push_back(y.data() + t * rows);
+    gemm_q6_k(w, 3, 9, acts.data(), ys.data(), tokens);
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+            const float expected = vec_dot(DType::Q6_K, w.row(r), acts[t], cols);
+            if (r >= 3 && r < 9) {
+                EXPECT_NEAR(y[t * rows + r], expected, 1e-5f * (1.0f + std::fabs(expected))) << "row " << r;
+            } else {
+                EXPECT_EQ(y[t * rows + r], -7.0f) << "row " << r << " outside [3, 9) was written";
+            }
+        }
+    }
+    EXPECT_THROW(gemm_q6_k(w, 4, 12, acts.data(), ys.data(), tokens), ConfigError);
+    EXPECT_THROW(gemm_q6_k(w, 5, 4, acts.data(), ys.data(), tokens), ConfigError);
+    const WeightView q4 = WeightView::dense(DType::Q4_K, 1, cols, wq.data());
+    EXPECT_THROW(gemm_q6_k(q4, 0, 1, acts.data(), ys.data(), tokens), UnsupportedError);
+}
+
+TEST(GemmKQuants, PrefillMatmulOnGatheredExpertTokensEqualsActivationRoundedReference) {
+    // matmul routes Q4_K and Q6_K with >= 3 tokens through the GEMMs: gathered calls on an expert slice (as the
+    // MoE layer makes), on both sides of that threshold and over several tiles, equal matmul_ref_act on copies
+    // of the rows up to float summation order.
+    ThreadPool pool(2);
+    const int64_t num_experts = 3, rows = 37, cols = 512, num_x = 13;
+    const std::vector<int32_t> all_x_rows = {12, 0, 5, 5, 9, 3, 1, 7, 2};
+    const std::vector<int32_t> all_y_rows = {6, 0, 3, 1, 8, 4, 2, 7, 5};
+    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+        const auto wf = random_values(num_experts * rows * cols, 81, 0.05f);
+        const size_t rb = row_bytes(type, cols);
+        std::vector<uint8_t> wq(rb * rows * num_experts);
+        for (int64_t r = 0; r < rows * num_experts; ++r) quantize_row(type, &wf[r * cols], &wq[r * rb], cols);
+        const auto x = random_values(num_x * cols, 82);
+        const WeightView w = WeightView::expert(type, rows, cols, wq.data(), 2);
+        for (int64_t tokens : {2, 3, 9}) {
+            const std::vector<int32_t> x_rows(all_x_rows.begin(), all_x_rows.begin() + tokens);
+            std::vector<int32_t> y_rows;
+            for (int64_t t = 0; t < tokens; ++t) {
+                y_rows.push_back(static_cast<int32_t>(std::count_if(all_y_rows.begin(), all_y_rows.begin() + tokens,
+                                                                    [&](int32_t v) { return v < all_y_rows[t]; })));
+            }
+            std::vector<float> y(tokens * rows, NAN);
+            TokenRows io{x.data(), cols, x_rows.data(), y.data(), rows, y_rows.data(), tokens};
+            matmul(w, io, pool);
+            std::vector<float> xg(tokens * cols), y_ref(tokens * rows);
+            for (int64_t t = 0; t < tokens; ++t) {
+                std::memcpy(&xg[t * cols], &x[x_rows[t] * cols], cols * sizeof(float));
+            }
+            matmul_ref_act(w, xg.data(), tokens, y_ref.data());
+            for (int64_t t = 0; t < tokens; ++t) {
+                EXPECT_LE(nmse(&y[y_rows[t] * rows], &y_ref[t * rows], rows), 1e-11)
+                    << dtype_name(type) << " tokens " << tokens << " token " << t;
+            }
+        }
     }
 }
