@@ -175,6 +175,9 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
     layout_.validate(hp);
     MOERIG_CHECK(options_.num_slots > 0, ConfigError, "sharded model: num_slots must be > 0, got {}",
                  options_.num_slots);
+    MOERIG_CHECK(options_.max_step_rows >= 0 && options_.max_logits_rows >= 0, ConfigError,
+                 "sharded model: max_step_rows ({}) and max_logits_rows ({}) must be >= 0 (0: no limit)",
+                 options_.max_step_rows, options_.max_logits_rows);
     const int n = layout_.num_cards();
     auto shares = card_share_bytes(model.gguf(), hp, layout_, options_.context);
     // Every sequence slot has its own KV cache on each stage card.
@@ -247,18 +250,52 @@ std::vector<float> ShardedModel::eval(std::span<const int32_t> tokens, bool all_
 }
 
 std::vector<std::vector<float>> ShardedModel::eval(std::span<const SeqTokens> entries) {
-    const std::vector<BatchSegment> segments = plan_batch(entries, n_past_, options_.context, "sharded eval");
+    // Checks the whole step before any ubatch runs: a bad step changes no slot.
+    const std::vector<BatchSegment> step = plan_batch(entries, n_past_, options_.context, "sharded eval");
+    const int64_t num_rows = step.back().row_begin + step.back().num_tokens;
+    const int64_t limit = options_.max_step_rows > 0 ? options_.max_step_rows : num_rows;
+    const int64_t n_vocab = model_.hparams().n_vocab;
+    std::vector<std::vector<float>> out(entries.size());
+    std::vector<size_t> num_done(entries.size(), 0);  // tokens of each entry already evaluated
+    size_t entry_idx = 0;
+    while (entry_idx < entries.size()) {
+        // Next ubatch: entries' tokens in order until `limit` rows; an entry cut short continues in the next one.
+        std::vector<SeqTokens> pieces;
+        std::vector<size_t> piece_entry;
+        int64_t rows = 0;
+        while (entry_idx < entries.size() && rows < limit) {
+            const SeqTokens& e = entries[entry_idx];
+            const size_t take = std::min(e.tokens.size() - num_done[entry_idx], static_cast<size_t>(limit - rows));
+            pieces.push_back(SeqTokens{.slot_idx = e.slot_idx,
+                                       .tokens = e.tokens.subspan(num_done[entry_idx], take),
+                                       .all_logits = e.all_logits});
+            piece_entry.push_back(entry_idx);
+            num_done[entry_idx] += take;
+            rows += static_cast<int64_t>(take);
+            if (num_done[entry_idx] == e.tokens.size()) ++entry_idx;
+        }
+        std::vector<BatchSegment> segments = plan_batch(pieces, n_past_, options_.context, "sharded eval");
+        for (size_t p = 0; p < pieces.size(); ++p) {
+            const size_t e = piece_entry[p];
+            if (!entries[e].all_logits && num_done[e] < entries[e].tokens.size()) segments[p].num_out = 0;
+        }
+        const std::vector<float> logits = run_ubatch(pieces, segments);
+        const float* from = logits.data();
+        for (size_t p = 0; p < pieces.size(); ++p) {
+            const int64_t num_values = segments[p].num_out * n_vocab;
+            out[piece_entry[p]].insert(out[piece_entry[p]].end(), from, from + num_values);
+            from += num_values;
+        }
+    }
+    return out;
+}
+
+std::vector<float> ShardedModel::run_ubatch(std::span<const SeqTokens> entries,
+                                            std::span<const BatchSegment> segments) {
     std::vector<float> logits;
     threads_->run([&](int rank) { run_card(rank, entries, segments, logits); });
     for (const BatchSegment& s : segments) n_past_[static_cast<size_t>(s.slot_idx)] += s.num_tokens;
-    const int64_t n_vocab = model_.hparams().n_vocab;
-    std::vector<std::vector<float>> out;
-    const float* from = logits.data();
-    for (const BatchSegment& s : segments) {
-        out.emplace_back(from, from + s.num_out * n_vocab);
-        from += s.num_out * n_vocab;
-    }
-    return out;
+    return logits;
 }
 
 void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::span<const BatchSegment> segments,
@@ -305,13 +342,18 @@ void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::s
     }
     if (layout_.stage_card(hp.n_layer - 1) == rank) {
         const int64_t num_out = gather_output_rows(segments, hp.n_embd, x);
-        const size_t logits_bytes = static_cast<size_t>(num_out * hp.n_vocab) * sizeof(float);
-        if (card.logits.num_bytes() < logits_bytes) {
+        const int64_t chunk = options_.max_logits_rows > 0 ? std::min(options_.max_logits_rows, num_out) : num_out;
+        const size_t logits_bytes = static_cast<size_t>(chunk * hp.n_vocab) * sizeof(float);
+        if (num_out > 0 && card.logits.num_bytes() < logits_bytes) {
             card.logits.reset();
             card.logits = card.device->alloc(logits_bytes, MemoryKind::kActivations);
         }
-        model_.output(x, num_out, card.logits.as<float>(), *card.pool);
-        logits.assign(card.logits.as<float>(), card.logits.as<float>() + num_out * hp.n_vocab);
+        logits.resize(static_cast<size_t>(num_out * hp.n_vocab));
+        for (int64_t row = 0; row < num_out; row += chunk) {
+            const int64_t n = std::min(chunk, num_out - row);
+            model_.output(x + row * hp.n_embd, n, card.logits.as<float>(), *card.pool);
+            std::copy_n(card.logits.as<float>(), n * hp.n_vocab, logits.begin() + row * hp.n_vocab);
+        }
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     card.busy_s += wall - (comm.stats().wait_s - wait_before);

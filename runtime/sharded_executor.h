@@ -24,6 +24,12 @@ struct ShardedOptions {
     bool emulate_links = false;  ///< model PCIe link time from the layout's links
     bool sleep_links = false;    ///< with emulation: sleep so wall-clock time includes link time
     bool quantize_8bit = false;  ///< dispatch hidden states as int8 + per-row scale
+    /// Rows (tokens of all sequences) per micro-batch: a longer step runs as several ubatches one after the
+    /// other (KV positions continue, so the logits are those of one step), which bounds the residual stream and
+    /// the dispatcher's buffers by what the plan reserved. 0: the whole step at once.
+    int64_t max_step_rows = 0;
+    /// Logits rows the output card computes at once (its logits buffer); 0: every wanted row of a ubatch.
+    int64_t max_logits_rows = 0;
 };
 
 /// What one card did and holds.
@@ -54,8 +60,8 @@ class ShardedModel {
     /// (n_vocab), or of every token when all_logits.
     std::vector<float> eval(std::span<const int32_t> tokens, bool all_logits = false);
     /// One step over several sequences (each slot at most once): attention per sequence on its own KV cache,
-    /// one dispatcher exchange per MoE layer for all the step's tokens. Returns per entry the logits of its
-    /// last token (n_vocab), or of every token with all_logits.
+    /// one dispatcher exchange per MoE layer for all the tokens of a ubatch (options max_step_rows). Returns per
+    /// entry the logits of its last token (n_vocab), or of every token with all_logits.
     std::vector<std::vector<float>> eval(std::span<const SeqTokens> entries);
 
     int num_slots() const { return options_.num_slots; }
@@ -73,6 +79,8 @@ class ShardedModel {
   private:
     struct Card;
     class CardThreads;
+    /// One ubatch: entries' tokens laid out by segments (num_out 0 for a sequence whose last token comes later).
+    std::vector<float> run_ubatch(std::span<const SeqTokens> entries, std::span<const BatchSegment> segments);
     void run_card(int rank, std::span<const SeqTokens> entries, std::span<const BatchSegment> segments,
                   std::vector<float>& logits);
 

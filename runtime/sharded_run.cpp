@@ -7,6 +7,7 @@
 #include "formats/gguf.h"
 #include "kernels/error.h"
 #include "sharding/accounting.h"
+#include "sharding/cost_coefficients.h"
 #include "sharding/plan_io.h"
 #include "sharding/planner.h"
 #include "sharding/rig.h"
@@ -29,11 +30,9 @@ ShardLayout layout_from(const proto::Plan& plan, const Model& model, std::string
     return ShardLayout::from_plan(plan, model.hparams());
 }
 
-}  // namespace
-
-ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
-                        int64_t gen_tokens, const std::string& strategy_choice, std::string* strategy,
-                        double* predicted_tokens_per_s, bool allow_host_spill, int64_t batch) {
+/// The fitting plan of a model on a rig at this workload, or OutOfMemoryError.
+proto::Plan plan_model(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
+                       int64_t gen_tokens, const std::string& strategy_choice, bool allow_host_spill, int64_t batch) {
     const sharding::ModelAccount account = sharding::account_gguf(model.gguf());
     const sharding::RigSpec rig_spec = sharding::load_rig(rig);
     sharding::Workload workload;
@@ -44,11 +43,30 @@ ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t cont
     sharding::PlanOptions options;
     options.strategy = sharding::parse_strategy_choice(strategy_choice);
     options.allow_host_spill = allow_host_spill;
+    options.kv_cache_dtype = DType::F32;  // what the virtual cards' KvCache holds
     const sharding::PlanResult result = sharding::plan(account, rig_spec, workload, options);
     MOERIG_CHECK(result.fits(), OutOfMemoryError, "{} does not fit on rig '{}' with a context of {} tokens{}",
                  model.gguf().path(), rig, context,
                  result.plan.notes_size() ? ": " + result.plan.notes(0) : std::string());
-    return layout_from(result.plan, model, strategy, predicted_tokens_per_s, batch);
+    return result.plan;
+}
+
+}  // namespace
+
+ShardedOptions plan_step_limits(const proto::Plan& plan, ShardedOptions options) {
+    // sharding/partition.cpp card_buffers: the batch, or a prefill ubatch of the prompt.
+    const uint32_t batch = std::max<uint32_t>(plan.workload().batch(), 1);
+    options.max_step_rows = std::max(batch, std::min(plan.workload().prompt(), sharding::coeff::kPrefillUbatchTokens));
+    options.max_logits_rows = batch;
+    return options;
+}
+
+ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
+                        int64_t gen_tokens, const std::string& strategy_choice, std::string* strategy,
+                        double* predicted_tokens_per_s, bool allow_host_spill, int64_t batch) {
+    const proto::Plan plan =
+        plan_model(model, rig, context, prompt_tokens, gen_tokens, strategy_choice, allow_host_spill, batch);
+    return layout_from(plan, model, strategy, predicted_tokens_per_s, batch);
 }
 
 ShardedRunResult run_sharded(const ShardedRunRequest& req) {
@@ -71,14 +89,14 @@ ShardedRunResult run_sharded(const ShardedRunRequest& req) {
     auto model = Model::load(req.model_path, model_options);
 
     ShardedRunResult result;
-    ShardLayout layout =
-        req.plan_path.empty()
-            ? plan_layout(*model, req.rig, context, static_cast<int64_t>(longest), req.max_tokens, req.strategy,
-                          &result.strategy, &result.predicted_decode_tokens_per_s, req.allow_host_spill, num_seqs)
-            : layout_from(sharding::read_plan(req.plan_path), *model, &result.strategy,
-                          &result.predicted_decode_tokens_per_s, num_seqs);
-
-    ShardedOptions options;
+    const proto::Plan plan = req.plan_path.empty()
+                                 ? plan_model(*model, req.rig, context, static_cast<int64_t>(longest), req.max_tokens,
+                                              req.strategy, req.allow_host_spill, num_seqs)
+                                 : sharding::read_plan(req.plan_path);
+    ShardLayout layout = layout_from(plan, *model, &result.strategy, &result.predicted_decode_tokens_per_s, num_seqs);
+    // Steps run in ubatches of the rows the plan reserved buffers for (a prompt longer than the plan's runs in
+    // several), with logits for one row per sequence of the plan's batch at a time.
+    ShardedOptions options = plan_step_limits(plan);
     options.context = context;
     options.num_slots = num_seqs;
     options.threads_per_card = req.threads_per_card;

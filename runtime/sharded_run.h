@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "proto/plan.pb.h"
 #include "runtime/sampler.h"
 #include "runtime/sharded_executor.h"
 
@@ -41,6 +42,10 @@ struct ShardedRunResult {
     double predicted_decode_tokens_per_s = 0;  ///< the plan's prediction on the real cards (all sequences)
     double modelled_link_s = 0;                ///< emulation: link time on the slowest card's clock
 };
+
+/// options with the step limits the plan reserved buffers for: ubatches of its workload's rows (the batch, or
+/// a prefill ubatch of its prompt) and logits for one row per sequence of its batch.
+ShardedOptions plan_step_limits(const proto::Plan& plan, ShardedOptions options = {});
 
 /// Plans (or reads the plan), refuses a plan that does not fit or needs more than a card's budget
 /// (before loading anything), runs prefill and decode across one virtual card per planned card and

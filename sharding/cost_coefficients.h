@@ -24,6 +24,15 @@ inline constexpr uint32_t kPrefillUbatchTokens = 512;
 inline constexpr uint64_t kWireBytesPerValue = 2;
 /// Communication buffers hold send + receive copies of a ubatch's dispatched rows.
 inline constexpr double kCommBufferCopies = 2.0;
+/// The expert dispatcher's buffers (runtime/dispatcher.cpp) hold each dispatched row as F32 hidden values
+/// followed by the token's top-k expert ids (int32) and weights (F32); the expert sums come back as F32 rows.
+/// Per card it holds rows sent and received, and their sums received and sent back.
+inline constexpr uint64_t kDispatchBytesPerValue = 4;
+inline constexpr uint64_t kDispatchRouteBytesPerSlot = 8;
+/// The dispatcher grows a buffer to 1.25x a step's need, so that a slightly larger step reuses it.
+inline constexpr double kDispatchBufferGrowth = 1.25;
+/// The output card holds F32 logits for one row per sequence of the batch (a step's wanted rows).
+inline constexpr uint64_t kLogitsBytesPerValue = 4;
 /// Fraction of host RAM the planner may fill with spilled experts (the OS, page cache for the mmap of
 /// the GGUF and the staging buffers of no-P2P links need the rest).
 inline constexpr double kHostRamUsableFraction = 0.75;

@@ -217,7 +217,7 @@ PlanProblem make_problem(const ModelAccount& model, const RigSpec& rig, const Wo
         layer.stage_bytes = la.stage_bytes();
         layer.stage_params = params_per_byte * static_cast<double>(la.stage_bytes());
         layer.num_experts = la.num_experts;
-        layer.kv_bytes_per_token = model.kv_bytes_per_token(la.layer_idx, DType::F16);
+        layer.kv_bytes_per_token = model.kv_bytes_per_token(la.layer_idx, options.kv_cache_dtype);
         layer.kv_window = la.sliding ? spec.sliding_window : 0;
         kv_per_token += layer.kv_bytes_per_token;
         if (la.num_experts > 0) {
@@ -228,6 +228,7 @@ PlanProblem make_problem(const ModelAccount& model, const RigSpec& rig, const Wo
         p.layers.push_back(std::move(layer));
     }
     p.output_bytes = model.output_bytes;
+    p.logits_bytes = uint64_t{std::max<uint32_t>(workload.batch, 1)} * model.spec.vocab * coeff::kLogitsBytesPerValue;
     p.output_params = params_per_byte * static_cast<double>(model.output_bytes);
     p.embedding_bytes = model.embedding_bytes;
     p.model_spec = model_proto(model, p.expert_bytes, kv_per_token);

@@ -57,6 +57,7 @@ struct PlanProblem {
     uint64_t expert_bytes = 0;  // one routed expert (all layers share a size)
     double expert_params = 0;
     uint64_t output_bytes = 0;  // lm head + output norm (last stage card)
+    uint64_t logits_bytes = 0;  // F32 logits of a step's wanted rows (last stage card)
     double output_params = 0;
     uint64_t embedding_bytes = 0;  // token_embd: host RAM (one row read per token)
     uint32_t max_context = 0;

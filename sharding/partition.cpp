@@ -65,10 +65,21 @@ CardBuffers card_buffers(const PlanProblem& problem, uint32_t group_size) {
     CardBuffers b;
     b.activations = static_cast<uint64_t>(rows * problem.hidden * coeff::kActivationHiddenMultiple *
                                           coeff::kActivationBytesPerValue);
-    // Expert parallel: up to top-k rows per token leave the stage card; pipeline: one row per hop.
-    const double rows_per_token = group_size > 1 ? std::max<uint32_t>(problem.top_k, 1) : 1.0;
-    b.comm = static_cast<uint64_t>(rows * rows_per_token * problem.hidden * coeff::kWireBytesPerValue *
-                                   coeff::kCommBufferCopies);
+    // A layer's experts are spread over the group's cards, and over host RAM when experts may spill there.
+    const uint32_t participants = group_size + (problem.options.allow_host_spill ? 1 : 0);
+    if (participants > 1 && problem.top_k > 0) {
+        // The dispatcher: the stage card sends one row per token and destination card (at most top-k), every
+        // participant receives at most one row per token from the layer's stage card; sums return the same way.
+        const double rows_sent = rows * std::min(problem.top_k, participants);
+        const double rows_received = rows;
+        const double hidden_bytes = static_cast<double>(problem.hidden) * coeff::kDispatchBytesPerValue;
+        const double row_bytes = hidden_bytes + static_cast<double>(problem.top_k) * coeff::kDispatchRouteBytesPerSlot;
+        b.comm = static_cast<uint64_t>(coeff::kDispatchBufferGrowth * (rows_sent + rows_received) *
+                                       (row_bytes + hidden_bytes));
+    } else {
+        // Pipeline: one row per token hops to the next stage.
+        b.comm = static_cast<uint64_t>(rows * problem.hidden * coeff::kWireBytesPerValue * coeff::kCommBufferCopies);
+    }
     return b;
 }
 
@@ -144,6 +155,8 @@ void partition_stages(const PlanProblem& problem, PartitionObjective objective, 
     const std::vector<double> free = card_free_bytes(problem, buffers);
     const LayerPrefix prefix(problem);
     const double wire_row = static_cast<double>(problem.hidden) * coeff::kWireBytesPerValue;
+    // The last stage's card also holds the output head and the logits of a step.
+    const double output_card_bytes = static_cast<double>(problem.output_bytes + problem.logits_bytes);
 
     std::vector<GroupCaps> caps(num_groups);
     double min_peer_bw = kInfeasible, max_latency = 0;
@@ -173,7 +186,7 @@ void partition_stages(const PlanProblem& problem, PartitionObjective objective, 
     const bool allow_spill = problem.options.allow_host_spill;
     auto group_cost = [&](uint32_t g, uint32_t a, uint32_t b) -> double {
         const GroupCaps& cap = caps[g];
-        const double fixed = prefix.fixed[b] - prefix.fixed[a] + (b == num_layers ? problem.output_bytes : 0.0);
+        const double fixed = prefix.fixed[b] - prefix.fixed[a] + (b == num_layers ? output_card_bytes : 0.0);
         if (fixed > cap.capacity) return kInfeasible;
         const double expert_need = prefix.experts[b] - prefix.experts[a];
         const double spilled = std::max(0.0, expert_need - (cap.capacity - fixed));
@@ -201,7 +214,7 @@ void partition_stages(const PlanProblem& problem, PartitionObjective objective, 
     layout.kv_tokens.assign(problem.num_cards(), 0);
     for (uint32_t c = 0; c < problem.num_cards(); ++c) layout.memory[c].reserve = problem.cards[c].reserve_bytes;
     auto layer_fixed = [&](uint32_t a, uint32_t b) {
-        return prefix.fixed[b] - prefix.fixed[a] + (b == num_layers ? problem.output_bytes : 0.0);
+        return prefix.fixed[b] - prefix.fixed[a] + (b == num_layers ? output_card_bytes : 0.0);
     };
     for (uint32_t g = 0; g < num_groups; ++g) {
         const uint32_t a = ranges.begin[g], b = ranges.end[g];
@@ -239,6 +252,7 @@ void partition_stages(const PlanProblem& problem, PartitionObjective objective, 
     }
     layout.last_card = layout.stage_card.back();
     layout.memory[layout.last_card].dense += problem.output_bytes;
+    layout.memory[layout.last_card].activations += problem.logits_bytes;
     layout.feasible = true;
 }
 

@@ -130,7 +130,7 @@ void proportional_overage(const PlanProblem& problem, FitAdvice& advice) {
         need[card] += layer.stage_bytes + static_cast<double>(layer.num_experts) * problem.expert_bytes +
                       w.batch * kv_ctx * layer.kv_bytes_per_token;
     }
-    need[card] += problem.output_bytes;
+    need[card] += problem.output_bytes + problem.logits_bytes;
     advice.need_bytes = 0;
     advice.vram_bytes = 0;
     for (uint32_t c = 0; c < problem.num_cards(); ++c) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/dtype.h"
 #include "proto/plan.pb.h"
 
 namespace moerig::sharding {
@@ -35,6 +36,9 @@ struct PlanOptions {
     bool allow_host_spill = false;
     /// Replicate hot experts into memory left over after placement.
     bool replicate_hot_experts = true;
+    /// The KV cache's element type on the cards: F16 as llama.cpp keeps it; F32 for the CPU virtual cards
+    /// (runtime/kv_cache.h), so that a plan for them counts the bytes they hold.
+    DType kv_cache_dtype = DType::F16;
 };
 
 }  // namespace moerig::sharding

@@ -95,12 +95,12 @@ std::string write_rig(const fs::path& dir, uint64_t usable_bytes) {
     return path.string();
 }
 
-/// The planner's result for the model on the rig at this test's workload. planned_prompt sets the prefill
-/// rows the planner reserves activation and communication buffers for.
-moerig::proto::Plan make_plan(const Model& model, const std::string& rig, bool spill, uint32_t planned_prompt) {
+/// The planner's result for the model on the rig for one-token steps: buffers for a single row, so the 8-token
+/// test prompt runs in ubatches of one row (plan_step_limits).
+moerig::proto::Plan make_plan(const Model& model, const std::string& rig, bool spill) {
     moerig::sharding::Workload workload;
     workload.context = kContext;
-    workload.prompt = planned_prompt;
+    workload.prompt = 1;
     workload.gen = kNumGenerated;
     moerig::sharding::PlanOptions options;
     options.allow_host_spill = spill;
@@ -108,11 +108,6 @@ moerig::proto::Plan make_plan(const Model& model, const std::string& rig, bool s
                                   workload, options)
         .plan;
 }
-
-/// Plans are made for prompts of up to kPlannedPrompt tokens: the planner's buffer model counts hidden states
-/// on the wire as F16 and no logits rows, while the virtual cards send F32 rows and hold the logits, so a
-/// plan whose cards are packed to the last expert needs this headroom to run the 8-token test prompt.
-constexpr uint32_t kPlannedPrompt = 48;
 
 /// The largest usable card VRAM (in 2% steps of the model file) at which the model fits the two-card rig
 /// only with experts spilled to host RAM: not without spill even for a one-token prompt, so `moerig run`
@@ -122,7 +117,7 @@ uint64_t spill_only_vram(const Model& model, const fs::path& dir) {
     for (int pct = 100; pct >= 2; pct -= 2) {
         const uint64_t vram = file_bytes * pct / 100;
         const std::string rig = write_rig(dir, vram);
-        if (!make_plan(model, rig, false, 1).fits() && make_plan(model, rig, true, kPlannedPrompt).fits()) return vram;
+        if (!make_plan(model, rig, false).fits() && make_plan(model, rig, true).fits()) return vram;
     }
     return 0;
 }
@@ -209,15 +204,15 @@ TEST(HostSpill, SpilledExpertsGiveTheOneCardTokensAndChargeOnlyTheHost) {
 
 TEST(HostSpill, RigTooSmallForEveryExpertPlansWithSpillAndRunsTheOneCardTokens) {
     TempDir dir;
-    // deepseek2-v3-f32: its experts outweigh the planner's prefill buffers, so a spill-only rig exists (the
-    // smaller fixtures fit without spill or not at all once the buffers for kPlannedPrompt are reserved).
+    // deepseek2-v3-f32: its experts outweigh the planner's buffers, so a spill-only rig exists (the smaller
+    // fixtures fit without spill or not at all once the buffers are reserved).
     for (const char* name : {"deepseek2-v3-f32"}) {
         SCOPED_TRACE(name);
         auto model = Model::load(model_path(name), ModelOptions{.num_threads = 1, .context = kContext});
         const uint64_t vram = spill_only_vram(*model, dir.path);
         ASSERT_GT(vram, 0u) << "no card size at which the model fits only with spill";
         const std::string rig = write_rig(dir.path, vram);
-        const moerig::proto::Plan plan = make_plan(*model, rig, true, kPlannedPrompt);
+        const moerig::proto::Plan plan = make_plan(*model, rig, true);
         ASSERT_TRUE(plan.fits());
         ShardLayout layout = ShardLayout::from_plan(plan, model->hparams());
         ASSERT_EQ(layout.num_hosts(), 1);
@@ -229,7 +224,8 @@ TEST(HostSpill, RigTooSmallForEveryExpertPlansWithSpillAndRunsTheOneCardTokens) 
 
         Session session(*model, kContext);
         const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
-        ShardedModel sharded(*model, layout, ShardedOptions{.context = kContext, .emulate_links = true});
+        ShardedModel sharded(*model, layout,
+                             plan_step_limits(plan, ShardedOptions{.context = kContext, .emulate_links = true}));
         const GreedyRun run = greedy([&](std::span<const int32_t> t) { return sharded.eval(t); });
         EXPECT_EQ(run.tokens, ref.tokens);
         for (size_t i = 0; i < ref.logits.size(); ++i)
@@ -263,7 +259,7 @@ TEST(HostSpill, RunCliRefusesARigTooSmallWithoutSpillAndRunsItsSpilledPlan) {
     ASSERT_GT(vram, 0u);
     const std::string rig = write_rig(dir.path, vram);
     const std::string plan_path = (dir.path / "spill.txtpb").string();
-    moerig::sharding::write_plan(make_plan(*model, rig, true, kPlannedPrompt), plan_path);
+    moerig::sharding::write_plan(make_plan(*model, rig, true), plan_path);
     const std::string base = "run -m " + path + " -p 'The quick brown fox' -n 8 --temp 0 --ctx 64 ";
 
     const auto refused = moerig::testing::run_moerig(base + "--rig " + rig);
