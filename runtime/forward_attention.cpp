@@ -15,21 +15,6 @@ namespace moerig::runtime {
 
 namespace {
 
-kernels::RopeParams rope_params(const ModelHParams& hp, const float* freq_factors) {
-    kernels::RopeParams p;
-    p.n_dims = hp.n_rot;
-    p.neox = hp.rope_type == RopeType::kNeox;
-    p.freq_base = hp.rope_freq_base;
-    p.freq_scale = hp.rope_freq_scale;
-    p.ext_factor = hp.yarn_ext_factor;
-    p.attn_factor = hp.yarn_attn_factor;
-    p.beta_fast = hp.yarn_beta_fast;
-    p.beta_slow = hp.yarn_beta_slow;
-    p.n_ctx_orig = hp.rope_n_ctx_orig;
-    p.freq_factors = freq_factors;
-    return p;
-}
-
 void add_bias(float* y, const float* bias, int64_t num_tokens, int64_t n) {
     if (!bias) return;
     for (int64_t t = 0; t < num_tokens; ++t) kernels::add(y + t * n, bias, y + t * n, n);

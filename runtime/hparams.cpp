@@ -211,4 +211,19 @@ ModelHParams ModelHParams::from_gguf(const formats::GgufModel& g) {
     return hp;
 }
 
+kernels::RopeParams rope_params(const ModelHParams& hp, const float* freq_factors) {
+    kernels::RopeParams p;
+    p.n_dims = hp.n_rot;
+    p.neox = hp.rope_type == RopeType::kNeox;
+    p.freq_base = hp.rope_freq_base;
+    p.freq_scale = hp.rope_freq_scale;
+    p.ext_factor = hp.yarn_ext_factor;
+    p.attn_factor = hp.yarn_attn_factor;
+    p.beta_fast = hp.yarn_beta_fast;
+    p.beta_slow = hp.yarn_beta_slow;
+    p.n_ctx_orig = hp.rope_n_ctx_orig;
+    p.freq_factors = freq_factors;
+    return p;
+}
+
 }  // namespace moerig::runtime

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/rope.h"
+
 namespace moerig::formats {
 class GgufModel;
 }
@@ -95,5 +97,8 @@ struct ModelHParams {
     /// FormatError (naming the file and key) for missing or inconsistent keys.
     static ModelHParams from_gguf(const formats::GgufModel& gguf);
 };
+
+/// The rotary-embedding parameters of a model (YaRN included); freq_factors: optional per-pair divisors.
+kernels::RopeParams rope_params(const ModelHParams& hp, const float* freq_factors);
 
 }  // namespace moerig::runtime

@@ -45,21 +45,6 @@ bool aligned16(const void* p) {
     return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-kernels::RopeParams rope_params(const ModelHParams& hp, const float* freq_factors) {
-    kernels::RopeParams p;
-    p.n_dims = hp.n_rot;
-    p.neox = hp.rope_type == RopeType::kNeox;
-    p.freq_base = hp.rope_freq_base;
-    p.freq_scale = hp.rope_freq_scale;
-    p.ext_factor = hp.yarn_ext_factor;
-    p.attn_factor = hp.yarn_attn_factor;
-    p.beta_fast = hp.yarn_beta_fast;
-    p.beta_slow = hp.yarn_beta_slow;
-    p.n_ctx_orig = hp.rope_n_ctx_orig;
-    p.freq_factors = freq_factors;
-    return p;
-}
-
 /// Host rows of w dequantised to F32 ([rows][cols], dense).
 std::vector<float> dequantize_host(DType type, const void* data, size_t row_stride, int64_t rows, int64_t cols) {
     std::vector<float> out(static_cast<size_t>(rows * cols));
@@ -688,39 +673,7 @@ int32_t CudaSession::eval_greedy(std::span<const int32_t> tokens) {
 std::vector<int32_t> generate(CudaSession& session, std::span<const int32_t> prompt, int n_predict,
                               const SamplerParams& params, std::function<bool(int32_t token)> on_token,
                               GenerateStats* stats) {
-    const auto& hp = session.model().hparams();
-    const auto since = [](std::chrono::steady_clock::time_point t0) {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
-    GenerateStats st;
-    Sampler sampler(params);
-    std::vector<int32_t> out;
-    MOERIG_CHECK(!prompt.empty() || session.n_past() > 0, ConfigError, "generate needs a non-empty prompt");
-    auto t0 = std::chrono::steady_clock::now();
-    std::vector<float> logits;
-    if (!prompt.empty()) {
-        logits = session.eval(prompt);
-        st.prompt_tokens = static_cast<int64_t>(prompt.size());
-    }
-    st.prompt_seconds = since(t0);
-    for (int32_t t : prompt) sampler.accept(t);
-    MOERIG_CHECK(!logits.empty(), ConfigError, "generate: the prompt is empty and no logits are pending");
-    for (int i = 0; i < n_predict; ++i) {
-        const int32_t token = sampler.sample(logits);
-        sampler.accept(token);
-        ++st.generated_tokens;
-        if (hp.is_eog(token)) break;
-        out.push_back(token);
-        if (on_token && !on_token(token)) break;
-        if (i + 1 == n_predict || session.n_past() >= session.context()) break;
-        const int32_t one[1] = {token};
-        t0 = std::chrono::steady_clock::now();
-        logits = session.eval(one);
-        st.decode_seconds += since(t0);
-        ++st.decode_evals;
-    }
-    if (stats) *stats = st;
-    return out;
+    return generate_loop(session, prompt, n_predict, params, std::move(on_token), stats);
 }
 
 }  // namespace moerig::runtime::cuda
