@@ -6,6 +6,10 @@
 // Virtual cards share the host's cores and DRAM, real cards do not: the card is calibrated twice, alone
 // (what a pipeline stage gets: one card works at a time) and with every card streaming at once (what
 // expert-parallel cards get while their experts run together), and both predictions are printed.
+// With one thread per card each plan also runs on the compute clock (ShardedOptions::compute_clock): every card's
+// measured CPU time and the modelled links on per-card virtual clocks, the rig as if each card had a core of its
+// own (clock_tok/s, compared with the alone-calibrated prediction), which this host cannot show in wall time
+// when it has fewer cores than cards.
 // Validates once (every sharded run generates the one-card tokens) before timing.
 // Usage: bench_calibrated model.gguf [threads_per_card=1] [num_cards=4] [out_dir=.] [decode_tokens=32]
 #include <fmt/format.h>
@@ -16,6 +20,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,11 +110,13 @@ const char* chosen_choice(const std::string& strategy) {
     return "pipeline";
 }
 
-/// Greedy decode after the prompt: tokens and decode seconds.
+/// Greedy decode after the prompt: tokens and decode seconds. after_prompt (optional) runs once the prompt is in.
 template <class Eval>
-std::pair<std::vector<int32_t>, double> decode(Eval&& eval, int num_tokens) {
+std::pair<std::vector<int32_t>, double> decode(Eval&& eval, int num_tokens,
+                                               const std::function<void()>& after_prompt = {}) {
     std::vector<int32_t> out;
     std::vector<float> logits = eval(std::span<const int32_t>(kPrompt));
+    if (after_prompt) after_prompt();
     const auto t0 = Clock::now();
     for (int i = 0; i < num_tokens; ++i) {
         const auto next = static_cast<int32_t>(moerig::kernels::argmax(logits.data(), int64_t(logits.size())));
@@ -117,6 +124,20 @@ std::pair<std::vector<int32_t>, double> decode(Eval&& eval, int num_tokens) {
         logits = eval(std::span<const int32_t>(&next, 1));
     }
     return {out, seconds_since(t0)};
+}
+
+/// Decode tokens/s of a layout on the compute clock (one thread per card, links modelled, not slept).
+double clock_tokens_per_s(const Model& model, const ShardLayout& layout, int num_tokens) {
+    ShardedModel sharded(model, layout,
+                         ShardedOptions{.context = kContext,
+                                        .threads_per_card = 1,
+                                        .emulate_links = true,
+                                        .sleep_links = false,
+                                        .compute_clock = true});
+    double before = 0;
+    decode([&](std::span<const int32_t> t) { return sharded.eval(t); }, num_tokens,
+           [&] { before = sharded.modelled_s(); });
+    return num_tokens / (sharded.modelled_s() - before);
 }
 
 }  // namespace
@@ -163,15 +184,20 @@ int main(int argc, char** argv) {
         const std::string rig = write_rig(out_dir, "", num_cards, card_mem_bw, card_vram);
         const std::string rig_shared = write_rig(out_dir, "-shared", num_cards, shared_mem_bw, card_vram);
         fmt::print("rigs: {}\n      {}\n      {}\n\n", rig1, rig, rig_shared);
-        fmt::print("{:>6} {:>16} {:>16} {:>12} {:>12} {:>9} {:>14} {:>14}\n", "cards", "strategy", "chosen",
-                   "plan_tok/s", "meas_tok/s", "meas/plan", "shared_plan", "meas/shared");
+        const bool clock = threads == 1;
+        fmt::print("{:>6} {:>16} {:>16} {:>12} {:>12} {:>9} {:>14} {:>14} {:>12} {:>10}\n", "cards", "strategy",
+                   "chosen", "plan_tok/s", "meas_tok/s", "meas/plan", "shared_plan", "meas/shared", "clock_tok/s",
+                   "clock/plan");
         {
             std::string chosen;
             double predicted = 0;
-            plan_layout(*model, rig1, kContext, int64_t(kPrompt.size()), num_tokens, "auto", &chosen, &predicted);
+            const ShardLayout one =
+                plan_layout(*model, rig1, kContext, int64_t(kPrompt.size()), num_tokens, "auto", &chosen, &predicted);
             const double measured = num_tokens / ref_s;
-            fmt::print("{:>6} {:>16} {:>16} {:>12.2f} {:>12.2f} {:>9.2f} {:>14} {:>14}\n", 1, "session", chosen,
-                       predicted, measured, measured / predicted, "-", "-");
+            const double on_clock = clock ? clock_tokens_per_s(*model, one, num_tokens) : 0;
+            fmt::print("{:>6} {:>16} {:>16} {:>12.2f} {:>12.2f} {:>9.2f} {:>14} {:>14} {:>12.2f} {:>10.2f}\n", 1,
+                       "session", chosen, predicted, measured, measured / predicted, "-", "-", on_clock,
+                       on_clock / predicted);
         }
         for (const char* choice : {"auto", "pipeline", "expert-parallel", "hybrid"}) {
             std::string chosen, chosen_shared;
@@ -197,14 +223,17 @@ int main(int argc, char** argv) {
                 return 1;
             }
             sharded.reset();
-            const double link_before = sharded.modelled_link_s();
+            const double link_before = sharded.modelled_s();
             const auto [_, s2] = decode([&](std::span<const int32_t> t) { return sharded.eval(t); }, num_tokens);
-            const double link_per_token = (sharded.modelled_link_s() - link_before) / (num_tokens + 1);
+            const double link_per_token = (sharded.modelled_s() - link_before) / (num_tokens + 1);
             s = std::min(s, s2);
             const double measured = num_tokens / s;
-            fmt::print("{:>6} {:>16} {:>16} {:>12.2f} {:>12.2f} {:>9.2f} {:>14.2f} {:>14.2f}   link {:.3f} ms/token\n",
-                       layout.num_cards(), choice, chosen, predicted, measured, measured / predicted, predicted_shared,
-                       measured / predicted_shared, link_per_token * 1e3);
+            const double on_clock = clock ? clock_tokens_per_s(*model, layout, num_tokens) : 0;
+            fmt::print(
+                "{:>6} {:>16} {:>16} {:>12.2f} {:>12.2f} {:>9.2f} {:>14.2f} {:>14.2f} {:>12.2f} {:>10.2f}   link "
+                "{:.3f} ms/token\n",
+                layout.num_cards(), choice, chosen, predicted, measured, measured / predicted, predicted_shared,
+                measured / predicted_shared, on_clock, on_clock / predicted, link_per_token * 1e3);
         }
     } catch (const std::exception& e) {
         fmt::print(stderr, "bench_calibrated: {}\n", e.what());

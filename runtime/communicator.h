@@ -16,6 +16,7 @@ struct CommStats {
     size_t num_groups = 0;  ///< completed groups (a lone send/recv is a group of one)
     double modelled_s = 0;  ///< modelled link time on this rank's critical path (0 without emulation)
     double wait_s = 0;      ///< wall time spent inside communication calls (waiting for peers included)
+    double compute_s = 0;   ///< compute clock only: this rank's thread CPU seconds put on its virtual clock
 };
 
 /// One rank's end of a communicator. Buffers are device pointers of the rank's device.

@@ -3,6 +3,8 @@
 // from the sender's buffer, which stays valid until the receiver has taken it.
 #include "runtime/local_communicator.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -77,6 +79,43 @@ const LinkEmulation* LocalCommunicator::links() const {
     return world_->links_.get();
 }
 
+namespace {
+
+/// CPU seconds the calling thread has run.
+double thread_cpu_s() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+}  // namespace
+
+void LocalCommunicator::enable_compute_clock() {
+    MOERIG_CHECK(world_->links_, ConfigError,
+                 "compute clock on rank {}: needs link emulation (the virtual clocks live there)", rank_);
+    compute_clock_ = true;
+    compute_mark_s_ = thread_cpu_s();
+}
+
+void LocalCommunicator::start_compute() {
+    if (compute_clock_) compute_mark_s_ = thread_cpu_s();
+}
+
+void LocalCommunicator::account_compute() {
+    if (!compute_clock_) return;
+    std::lock_guard lock(world_->mutex_);
+    account_compute_locked();
+}
+
+void LocalCommunicator::account_compute_locked() {
+    if (!compute_clock_) return;
+    const double now = thread_cpu_s();
+    const double delta = std::max(0.0, now - compute_mark_s_);
+    compute_mark_s_ = now;
+    world_->links_->advance_to(rank_, world_->links_->clock_s(rank_) + delta);
+    stats_.compute_s += delta;
+}
+
 void LocalCommunicator::check_peer(int peer, const char* what) const {
     MOERIG_CHECK(peer >= 0 && peer < size(), ConfigError, "{} on rank {}: peer {} is not a rank of this {}-card group",
                  what, rank_, peer, size());
@@ -135,6 +174,7 @@ void LocalCommunicator::group_end() {
 
     std::unique_lock lock(w.mutex_);
     w.throw_if_aborted(rank_);
+    account_compute_locked();
     if (w.links_) {
         start_s = w.links_->clock_s(rank_);
         std::vector<LinkMessage> out;
@@ -237,18 +277,24 @@ void LocalCommunicator::group_end() {
                                                        std::chrono::duration<double>(moved_s)));
     }
     stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    // Receiving (the copies above stand for the link transfer) and waiting are not compute.
+    start_compute();
 }
 
 void LocalCommunicator::barrier() {
     const auto wall_start = std::chrono::steady_clock::now();
     struct AddWait {
-        CommStats& stats;
+        LocalCommunicator& comm;
         std::chrono::steady_clock::time_point start;
-        ~AddWait() { stats.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
-    } add_wait{stats_, wall_start};
+        ~AddWait() {
+            comm.stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            comm.start_compute();
+        }
+    } add_wait{*this, wall_start};
     LocalWorld& w = *world_;
     std::unique_lock lock(w.mutex_);
     w.throw_if_aborted(rank_);
+    account_compute_locked();
     const uint64_t generation = w.barrier_generation_;
     if (++w.barrier_count_ == w.num_ranks_) {
         w.barrier_count_ = 0;

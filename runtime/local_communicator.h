@@ -46,6 +46,17 @@ class LocalCommunicator final : public Communicator {
     /// The link model shared by all ranks (nullptr without emulation).
     const LinkEmulation* links() const;
 
+    /// Compute clock (needs link emulation): the CPU time this rank's thread spends between communication
+    /// calls moves the rank's virtual clock forward before its next group departs, so the emulation's clocks
+    /// describe a rig on which every card computes on a processor of its own, whatever the host's core count:
+    /// compute as measured (thread CPU time, which excludes time the thread waits for a core), links as
+    /// modelled, ordered by the real message dependencies. start_compute() marks the start of a step on the
+    /// calling thread (CPU time before it does not count); account_compute() puts the time since the last
+    /// mark (or communication call) on the clock, for compute that no message follows.
+    void enable_compute_clock();
+    void start_compute();
+    void account_compute();
+
   private:
     struct Op {
         void* data;
@@ -53,6 +64,8 @@ class LocalCommunicator final : public Communicator {
         int peer;
     };
     void check_peer(int peer, const char* what) const;
+    /// Compute clock: CPU seconds since the mark, put on this rank's clock (caller holds the world's lock).
+    void account_compute_locked();
 
     std::shared_ptr<LocalWorld> world_;
     int rank_;
@@ -60,6 +73,8 @@ class LocalCommunicator final : public Communicator {
     std::vector<Op> sends_;
     std::vector<Op> recvs_;
     CommStats stats_;
+    bool compute_clock_ = false;
+    double compute_mark_s_ = 0;  // thread CPU time of the last mark
 };
 
 /// num_ranks communicators joined together; rank i is element i. links (optional) must describe

@@ -205,6 +205,12 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
         links_ = std::make_shared<LinkEmulation>(std::move(links), options_.sleep_links);
     }
     comms_ = make_local_communicators(n, links_);
+    if (options_.compute_clock) {
+        MOERIG_CHECK(options_.emulate_links, ConfigError, "sharded run: the compute clock needs emulated links");
+        MOERIG_CHECK(options_.threads_per_card == 1, ConfigError,
+                     "sharded run: the compute clock needs one thread per card (got {})", options_.threads_per_card);
+        for (auto& comm : comms_) comm->enable_compute_clock();
+    }
     for (int c = 0; c < n; ++c) {
         const ShardCard& sc = layout_.cards[c];
         auto card = std::make_unique<Card>();
@@ -293,6 +299,12 @@ std::vector<std::vector<float>> ShardedModel::eval(std::span<const SeqTokens> en
 std::vector<float> ShardedModel::run_ubatch(std::span<const SeqTokens> entries,
                                             std::span<const BatchSegment> segments) {
     std::vector<float> logits;
+    if (options_.compute_clock) {
+        // A step starts once the previous one is done everywhere (its logits chose these tokens).
+        std::vector<int> all(static_cast<size_t>(layout_.num_cards()));
+        for (int c = 0; c < layout_.num_cards(); ++c) all[static_cast<size_t>(c)] = c;
+        links_->align(all);
+    }
     threads_->run([&](int rank) { run_card(rank, entries, segments, logits); });
     for (const BatchSegment& s : segments) n_past_[static_cast<size_t>(s.slot_idx)] += s.num_tokens;
     return logits;
@@ -301,6 +313,7 @@ std::vector<float> ShardedModel::run_ubatch(std::span<const SeqTokens> entries,
 void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::span<const BatchSegment> segments,
                             std::vector<float>& logits) {
     const auto start = std::chrono::steady_clock::now();
+    comms_[rank]->start_compute();
     const double wait_before = comms_[rank]->stats().wait_s;
     const ModelHParams& hp = model_.hparams();
     Card& card = *cards_[rank];
@@ -355,6 +368,7 @@ void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::s
             std::copy_n(card.logits.as<float>(), n * hp.n_vocab, logits.begin() + row * hp.n_vocab);
         }
     }
+    comms_[rank]->account_compute();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     card.busy_s += wall - (comm.stats().wait_s - wait_before);
 }
@@ -379,12 +393,13 @@ std::vector<CardStats> ShardedModel::card_stats() const {
         s.num_groups = comm.num_groups;
         s.busy_s = card.busy_s;
         s.modelled_link_s = comm.modelled_s;
+        s.compute_clock_s = comm.compute_s;
         out.push_back(s);
     }
     return out;
 }
 
-double ShardedModel::modelled_link_s() const {
+double ShardedModel::modelled_s() const {
     if (!links_) return 0;
     double t = 0;
     for (int c = 0; c < layout_.num_cards(); ++c) t = std::max(t, links_->clock_s(c));

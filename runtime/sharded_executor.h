@@ -24,6 +24,12 @@ struct ShardedOptions {
     bool emulate_links = false;  ///< model PCIe link time from the layout's links
     bool sleep_links = false;    ///< with emulation: sleep so wall-clock time includes link time
     bool quantize_8bit = false;  ///< dispatch hidden states as int8 + per-row scale
+    /// With emulation: every card's compute (its thread's CPU time) moves its virtual clock too, so
+    /// modelled_s() is the time of a rig whose cards each compute on a processor of their own at this CPU's
+    /// per-core speed, with the emulated links, whatever the host's core count (LocalCommunicator::
+    /// enable_compute_clock). Each step starts with the cards' clocks aligned (the next token needs the last
+    /// one's logits). Needs threads_per_card == 1 (a card's helper threads are not on its thread's CPU clock).
+    bool compute_clock = false;
     /// Rows (tokens of all sequences) per micro-batch: a longer step runs as several ubatches one after the
     /// other (KV positions continue, so the logits are those of one step), which bounds the residual stream and
     /// the dispatcher's buffers by what the plan reserved. 0: the whole step at once.
@@ -47,6 +53,7 @@ struct CardStats {
     size_t num_groups = 0;       ///< communication groups completed (hand-offs, dispatcher exchanges)
     double busy_s = 0;           ///< wall time computing (time waiting in communication excluded)
     double modelled_link_s = 0;  ///< modelled link time (emulation only)
+    double compute_clock_s = 0;  ///< compute put on the card's virtual clock (compute_clock only)
 };
 
 class ShardedModel {
@@ -73,8 +80,9 @@ class ShardedModel {
     const ShardLayout& layout() const { return layout_; }
     const Model& model() const { return model_; }
     std::vector<CardStats> card_stats() const;
-    /// Modelled link time on the slowest card's clock so far (emulation only).
-    double modelled_link_s() const;
+    /// The slowest card's virtual clock so far (emulation only): modelled link time, plus compute with
+    /// compute_clock.
+    double modelled_s() const;
 
   private:
     struct Card;

@@ -140,7 +140,7 @@ ShardedRunResult run_sharded(const ShardedRunRequest& req) {
         result.decode_tokens_per_s = static_cast<double>(num_decoded) / result.decode_s;
     }
     result.cards = sharded.card_stats();
-    result.modelled_link_s = sharded.modelled_link_s();
+    result.modelled_link_s = sharded.modelled_s();
     return result;
 }
 

@@ -25,6 +25,7 @@
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "tests/common/cli_run.h"
+#include "tests/common/greedy_run.h"
 
 namespace moerig {
 namespace {
@@ -93,16 +94,6 @@ const Loaded& loaded(const fs::path& dir) {
     return *slot;
 }
 
-double nmse(const float* got, const float* want, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const double d = static_cast<double>(got[i]) - want[i];
-        num += d * d;
-        den += static_cast<double>(want[i]) * want[i];
-    }
-    return den > 0 ? num / den : num;
-}
-
 int32_t argmax(const std::vector<float>& v) {
     size_t best = 0;
     for (size_t i = 1; i < v.size(); ++i)
@@ -143,11 +134,13 @@ TEST_P(HfParity, LastPositionLogitsMatchTransformers) {
         runtime::Session s(model(), 128);
         const auto logits = s.eval(r.prompts[p]);
         ASSERT_EQ(static_cast<int64_t>(logits.size()), r.vocab);
-        const double e = nmse(logits.data(), r.logits.data() + p * r.vocab, r.vocab);
+        const double e = moerig::test::nmse(
+            logits, std::span<const float>(r.logits.data() + p * r.vocab, static_cast<size_t>(r.vocab)));
         EXPECT_LE(e, r.weights_dtype == "bfloat16" ? kBf16Nmse : kNmse) << GetParam().filename() << " prompt " << p;
         std::printf("[ hf ] %s prompt %zu: NMSE %.3g\n", GetParam().filename().c_str(), p, e);
         if (!r.logits_lowp.empty()) {
-            const double el = nmse(logits.data(), r.logits_lowp.data() + p * r.vocab, r.vocab);
+            const double el = moerig::test::nmse(
+                logits, std::span<const float>(r.logits_lowp.data() + p * r.vocab, static_cast<size_t>(r.vocab)));
             EXPECT_LE(el, kBf16ComputeNmse) << GetParam().filename() << " prompt " << p << " vs BF16 compute";
             std::printf("[ hf ] %s prompt %zu: NMSE vs transformers' BF16 compute %.3g\n",
                         GetParam().filename().c_str(), p, el);

@@ -24,8 +24,11 @@
 #include "sharding/planner.h"
 #include "sharding/rig.h"
 #include "tests/common/cli_run.h"
+#include "tests/common/greedy_run.h"
 
 using namespace moerig::runtime;
+using moerig::test::GreedyRun;
+using moerig::test::nmse;
 namespace fs = std::filesystem;
 
 namespace {
@@ -38,34 +41,6 @@ const std::vector<int32_t> kPrompt = {1, 17, 230, 45, 9, 301, 77, 12};
 
 std::string model_path(const std::string& name) {
     return std::string(MOERIG_TEST_DATA) + "/models/" + name + ".gguf";
-}
-
-struct GreedyRun {
-    std::vector<int32_t> tokens;
-    std::vector<std::vector<float>> logits;  // [step] last-token logits
-};
-
-template <class Eval>
-GreedyRun greedy(Eval&& eval) {
-    GreedyRun run;
-    std::vector<float> logits = eval(std::span<const int32_t>(kPrompt));
-    for (int i = 0; i < kNumGenerated; ++i) {
-        run.logits.push_back(logits);
-        const auto next =
-            static_cast<int32_t>(moerig::kernels::argmax(logits.data(), static_cast<int64_t>(logits.size())));
-        run.tokens.push_back(next);
-        logits = eval(std::span<const int32_t>(&next, 1));
-    }
-    return run;
-}
-
-double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
 }
 
 /// Every odd expert of every MoE layer.
@@ -154,7 +129,8 @@ TEST(HostSpill, SpilledExpertsGiveTheOneCardTokensAndChargeOnlyTheHost) {
         auto model = Model::load(model_path(name), ModelOptions{.num_threads = 1, .context = kContext});
         const ModelHParams& hp = model->hparams();
         Session session(*model, kContext);
-        const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
+        const GreedyRun ref =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
         for (int num_cards : {1, 2, 3}) {
             SCOPED_TRACE(num_cards);
             ShardLayout layout = ShardLayout::expert_parallel(hp, num_cards, kBudget);
@@ -164,7 +140,8 @@ TEST(HostSpill, SpilledExpertsGiveTheOneCardTokensAndChargeOnlyTheHost) {
             ASSERT_EQ(layout.num_hosts(), 1);
             ASSERT_EQ(layout.num_cards(), num_cards + 1);
             ShardedModel sharded(*model, layout, ShardedOptions{.context = kContext, .emulate_links = true});
-            const GreedyRun run = greedy([&](std::span<const int32_t> t) { return sharded.eval(t); });
+            const GreedyRun run = moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); },
+                                                       kPrompt, kNumGenerated);
             EXPECT_EQ(run.tokens, ref.tokens);
             for (size_t i = 0; i < ref.logits.size(); ++i)
                 EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;
@@ -223,10 +200,12 @@ TEST(HostSpill, RigTooSmallForEveryExpertPlansWithSpillAndRunsTheOneCardTokens) 
         EXPECT_GT(host_card.budget_bytes, host_card.predicted_bytes);
 
         Session session(*model, kContext);
-        const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
+        const GreedyRun ref =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
         ShardedModel sharded(*model, layout,
                              plan_step_limits(plan, ShardedOptions{.context = kContext, .emulate_links = true}));
-        const GreedyRun run = greedy([&](std::span<const int32_t> t) { return sharded.eval(t); });
+        const GreedyRun run =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); }, kPrompt, kNumGenerated);
         EXPECT_EQ(run.tokens, ref.tokens);
         for (size_t i = 0; i < ref.logits.size(); ++i)
             EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;

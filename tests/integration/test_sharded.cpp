@@ -15,8 +15,11 @@
 #include "runtime/session.h"
 #include "runtime/sharded_executor.h"
 #include "runtime/sharded_run.h"
+#include "tests/common/greedy_run.h"
 
 using namespace moerig::runtime;
+using moerig::test::GreedyRun;
+using moerig::test::nmse;
 
 namespace {
 
@@ -29,35 +32,6 @@ std::string model_path(const std::string& name) {
 }
 
 const std::vector<int32_t> kPrompt = {1, 17, 230, 45, 9, 301, 77, 12};
-
-struct GreedyRun {
-    std::vector<int32_t> tokens;
-    std::vector<std::vector<float>> logits;  // [step] last-token logits
-};
-
-/// Prompt, then greedy decoding; eval is the one-card session's or the sharded model's.
-template <class Eval>
-GreedyRun greedy(Eval&& eval) {
-    GreedyRun run;
-    std::vector<float> logits = eval(std::span<const int32_t>(kPrompt));
-    for (int i = 0; i < kNumGenerated; ++i) {
-        run.logits.push_back(logits);
-        const auto next =
-            static_cast<int32_t>(moerig::kernels::argmax(logits.data(), static_cast<int64_t>(logits.size())));
-        run.tokens.push_back(next);
-        logits = eval(std::span<const int32_t>(&next, 1));
-    }
-    return run;
-}
-
-double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
-}
 
 struct LayoutCase {
     std::string name;
@@ -86,11 +60,13 @@ TEST_P(ShardedEquivalence, EveryLayoutGivesTheOneCardTokensAndLogits) {
         GTEST_SKIP() << "the engine cannot load this fixture: " << e.what();
     }
     Session session(*model, kContext);
-    const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
+    const GreedyRun ref =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
     for (const LayoutCase& lc : kLayouts) {
         SCOPED_TRACE(lc.name);
         ShardedModel sharded(*model, lc.make(model->hparams()), ShardedOptions{.context = kContext});
-        const GreedyRun run = greedy([&](std::span<const int32_t> t) { return sharded.eval(t); });
+        const GreedyRun run =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); }, kPrompt, kNumGenerated);
         EXPECT_EQ(run.tokens, ref.tokens);
         for (size_t i = 0; i < ref.logits.size(); ++i)
             EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;
@@ -124,10 +100,12 @@ TEST(Sharded, PipelineLayoutMatchesTheOneCardLogitsBitForBit) {
     // split changes only where the work runs, not the arithmetic.
     auto model = Model::load(model_path("qwen3moe-f32"), ModelOptions{.num_threads = 1, .context = kContext});
     Session session(*model, kContext);
-    const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
+    const GreedyRun ref =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
     ShardedModel sharded(*model, ShardLayout::pipeline(model->hparams(), 2, kBudget),
                          ShardedOptions{.context = kContext});
-    const GreedyRun run = greedy([&](std::span<const int32_t> t) { return sharded.eval(t); });
+    const GreedyRun run =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); }, kPrompt, kNumGenerated);
     EXPECT_EQ(run.logits, ref.logits);
 }
 
@@ -155,8 +133,10 @@ TEST(Sharded, EmulatedLinksCountTrafficAndModelTimeWithoutChangingResults) {
     layout.set_links(LinkSpec{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 20e-6});
     ShardedModel plain(*model, layout, ShardedOptions{.context = kContext});
     ShardedModel emulated(*model, layout, ShardedOptions{.context = kContext, .emulate_links = true});
-    const GreedyRun a = greedy([&](std::span<const int32_t> t) { return plain.eval(t); });
-    const GreedyRun b = greedy([&](std::span<const int32_t> t) { return emulated.eval(t); });
+    const GreedyRun a =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return plain.eval(t); }, kPrompt, kNumGenerated);
+    const GreedyRun b =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return emulated.eval(t); }, kPrompt, kNumGenerated);
     EXPECT_EQ(a.logits, b.logits);
     size_t sent = 0, received = 0;
     for (const CardStats& s : emulated.card_stats()) {
@@ -166,13 +146,52 @@ TEST(Sharded, EmulatedLinksCountTrafficAndModelTimeWithoutChangingResults) {
     EXPECT_GT(sent, 0u);
     EXPECT_EQ(sent, received);
     // A lower bound the model must respect: all bytes cross at least one x1 gen1 link.
-    EXPECT_GE(emulated.modelled_link_s(), double(sent) / 4 / 0.25e9);
+    EXPECT_GE(emulated.modelled_s(), double(sent) / 4 / 0.25e9);
+}
+
+TEST(Sharded, ComputeClockPutsEachCardsComputeOnItsOwnClockWithoutChangingResults) {
+    auto model = Model::load(model_path("qwen3moe-f32"), ModelOptions{.num_threads = 1, .context = kContext});
+    const LinkSpec x1{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 20e-6};
+    ShardLayout pipeline = ShardLayout::pipeline(model->hparams(), 2, kBudget);
+    pipeline.set_links(x1);
+    ShardLayout ep = ShardLayout::expert_parallel(model->hparams(), 4, kBudget);
+    ep.set_links(x1);
+    ShardedModel plain(*model, pipeline, ShardedOptions{.context = kContext});
+    const GreedyRun ref =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return plain.eval(t); }, kPrompt, kNumGenerated);
+    for (const ShardLayout* layout : {&pipeline, &ep}) {
+        ShardedModel timed(*model, *layout,
+                           ShardedOptions{.context = kContext, .emulate_links = true, .compute_clock = true});
+        const GreedyRun got =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return timed.eval(t); }, kPrompt, kNumGenerated);
+        EXPECT_EQ(got.tokens, ref.tokens);
+        double sum = 0, most = 0, links = 0;
+        for (const CardStats& c : timed.card_stats()) {
+            EXPECT_GT(c.compute_clock_s, 0.0) << c.name;
+            sum += c.compute_clock_s;
+            most = std::max(most, c.compute_clock_s);
+            links = std::max(links, c.modelled_link_s);
+        }
+        EXPECT_GE(timed.modelled_s(), most);
+        EXPECT_GE(timed.modelled_s(), links);
+        // A layer split at batch 1 is serial: every step waits for stage 0, then stage 1, so the clock holds at
+        // least every card's compute one after another.
+        if (layout == &pipeline) EXPECT_GE(timed.modelled_s(), sum);
+    }
+    EXPECT_THROW(ShardedModel(*model, ep, ShardedOptions{.context = kContext, .compute_clock = true}),
+                 moerig::ConfigError);
+    EXPECT_THROW(
+        ShardedModel(
+            *model, ep,
+            ShardedOptions{.context = kContext, .threads_per_card = 2, .emulate_links = true, .compute_clock = true}),
+        moerig::ConfigError);
 }
 
 TEST(Sharded, EightBitDispatchStaysCloseToTheOneCardLogits) {
     auto model = Model::load(model_path("qwen3moe-f32"), ModelOptions{.num_threads = 1, .context = kContext});
     Session session(*model, kContext);
-    const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
+    const GreedyRun ref =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
     ShardedModel sharded(*model, ShardLayout::expert_parallel(model->hparams(), 4, kBudget),
                          ShardedOptions{.context = kContext, .quantize_8bit = true});
     const auto logits = sharded.eval(std::span<const int32_t>(kPrompt));
@@ -194,8 +213,10 @@ TEST(Sharded, PlannedLayoutOnARigRunsWithinThePlansMemoryPrediction) {
             plan_layout(*model, rig, kContext, static_cast<int64_t>(kPrompt.size()), kNumGenerated, choice, &strategy);
         ShardedModel sharded(*model, layout, ShardedOptions{.context = kContext});
         Session session(*model, kContext);
-        const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
-        const GreedyRun run = greedy([&](std::span<const int32_t> t) { return sharded.eval(t); });
+        const GreedyRun ref =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
+        const GreedyRun run =
+            moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); }, kPrompt, kNumGenerated);
         EXPECT_EQ(run.tokens, ref.tokens) << strategy;
         for (const CardStats& s : sharded.card_stats()) {
             std::printf("%s %s card %s: weights+kv %zu, predicted %zu, peak %zu of %zu\n", rig, strategy.c_str(),
@@ -211,7 +232,8 @@ TEST(Sharded, RunShardedGeneratesTheOneCardGreedyTokensAndReportsEveryCard) {
     const std::string path = model_path("qwen3moe-f32");
     auto model = Model::load(path, ModelOptions{.num_threads = 1, .context = kContext});
     Session session(*model, kContext);
-    const GreedyRun ref = greedy([&](std::span<const int32_t> t) { return session.eval(t); });
+    const GreedyRun ref =
+        moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
     ShardedRunRequest req;
     req.model_path = path;
     req.rig = "rtx3060-6x-gen3x4";

@@ -20,8 +20,10 @@
 #include "sharding/plan_io.h"
 #include "sharding/planner.h"
 #include "sharding/rig.h"
+#include "tests/common/greedy_run.h"
 
 using namespace moerig::runtime;
+using moerig::test::nmse;
 namespace fs = std::filesystem;
 
 namespace {
@@ -36,15 +38,6 @@ const std::vector<int32_t> kLongPrompt = {1,  17, 230, 45, 9,   301, 77, 12,  5,
 
 std::string model_path(const std::string& name) {
     return std::string(MOERIG_TEST_DATA) + "/models/" + name + ".gguf";
-}
-
-double nmse(std::span<const float> a, std::span<const float> ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
 }
 
 /// Row by row: every logits row of `a` within 1e-6 NMSE of `ref`'s.

@@ -10,8 +10,10 @@
 #include "runtime/batch.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
+#include "tests/common/greedy_run.h"
 
 using namespace moerig::runtime;
+using moerig::test::nmse;
 
 namespace {
 
@@ -89,15 +91,6 @@ std::vector<SeqResult> run_batched(const std::vector<SeqScript>& scripts, Eval&&
         }
     }
     return results;
-}
-
-double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
 }
 
 class BatchEquivalence : public ::testing::TestWithParam<std::string> {};

@@ -2,6 +2,7 @@
 // grouped send/recv cannot deadlock whatever the order, pairs match in issue order, a size mismatch
 // fails every rank instead of hanging, and link emulation models time exactly from byte counts.
 #include <gtest/gtest.h>
+#include <time.h>
 
 #include <algorithm>
 #include <numeric>
@@ -230,4 +231,85 @@ TEST(LinkEmulation, BarrierAlignsEveryCardsClockToTheLatest) {
     EXPECT_GT(links->clock_s(1), 0.0);
     EXPECT_EQ(links->clock_s(0), links->clock_s(1));
     EXPECT_EQ(links->clock_s(2), links->clock_s(1));
+}
+
+namespace {
+
+/// Burns `seconds` of the calling thread's CPU time (not wall time: a descheduled thread keeps spinning).
+void spin_cpu(double seconds) {
+    const auto now = [] {
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+    };
+    const double until = now() + seconds;
+    volatile double sink = 0;
+    while (now() < until) sink = sink + 1.0;
+}
+
+}  // namespace
+
+TEST(LinkEmulation, ComputeClockGivesEveryRankAProcessorOfItsOwn) {
+    // 4 ranks each compute 30 ms of CPU time at once, then pass a message round the ring and meet at a
+    // barrier. On the compute clock the step takes 30 ms + one message however few cores ran the threads
+    // (wall time here is up to 4 x 30 ms on one core); each rank's own compute is its thread's CPU time.
+    constexpr int n = 4;
+    constexpr double compute_s = 0.03;
+    const LinkSpec link{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 5e-6};
+    auto links = std::make_shared<LinkEmulation>(std::vector<LinkSpec>(n, link));
+    auto comms = make_local_communicators(n, links);
+    for (auto& c : comms) c->enable_compute_clock();
+    std::vector<std::vector<char>> out(n, std::vector<char>(4096, 1)), in(n, std::vector<char>(4096));
+    run_on_ranks(comms, [&](int r) {
+        comms[r]->start_compute();
+        spin_cpu(compute_s);
+        comms[r]->group_start();
+        comms[r]->send(out[r].data(), out[r].size(), (r + 1) % n);
+        comms[r]->recv(in[r].data(), in[r].size(), (r + n - 1) % n);
+        comms[r]->group_end();
+        comms[r]->barrier();
+    });
+    const double message = links->message_s(0, 1, 4096);
+    for (int r = 0; r < n; ++r) {
+        EXPECT_GE(comms[r]->stats().compute_s, compute_s) << "rank " << r;
+        EXPECT_LT(comms[r]->stats().compute_s, compute_s + 0.01) << "rank " << r;
+        EXPECT_EQ(links->clock_s(r), links->clock_s(0));  // the barrier aligned them
+    }
+    EXPECT_GE(links->clock_s(0), compute_s + message);
+    EXPECT_LT(links->clock_s(0), compute_s + message + 0.015);  // not n x compute_s: the cores are not shared
+}
+
+TEST(LinkEmulation, ComputeClockDelaysWhatTheComputingRankSendsAndNotTheWaitOfTheReceiver) {
+    const LinkSpec link{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 5e-6};
+    for (bool clock : {false, true}) {
+        auto links = std::make_shared<LinkEmulation>(std::vector<LinkSpec>(2, link));
+        auto comms = make_local_communicators(2, links);
+        if (clock)
+            for (auto& c : comms) c->enable_compute_clock();
+        std::vector<char> buf(1000, 1), got(1000);
+        run_on_ranks(comms, [&](int r) {
+            comms[r]->start_compute();
+            if (r == 0) {
+                spin_cpu(0.02);
+                comms[0]->send(buf.data(), buf.size(), 1);
+            } else {
+                comms[1]->recv(got.data(), got.size(), 0);  // waits ~20 ms of wall time: not compute
+                comms[1]->account_compute();
+            }
+        });
+        const double message = links->message_s(0, 1, buf.size());
+        if (clock) {
+            EXPECT_GE(links->clock_s(1), 0.02 + message);
+            EXPECT_LT(links->clock_s(1), 0.02 + message + 0.005);
+            EXPECT_LT(comms[1]->stats().compute_s, 0.005);
+        } else {
+            EXPECT_DOUBLE_EQ(links->clock_s(1), message);
+            EXPECT_EQ(comms[1]->stats().compute_s, 0.0);
+        }
+    }
+}
+
+TEST(LocalCommunicator, ComputeClockNeedsLinkEmulation) {
+    auto comms = make_local_communicators(2);
+    EXPECT_THROW(comms[0]->enable_compute_clock(), moerig::ConfigError);
 }
