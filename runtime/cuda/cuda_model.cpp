@@ -348,7 +348,8 @@ int32_t* CudaSession::i32(Slot slot, int64_t count) {
 }
 
 void CudaSession::matmul(const DeviceMatrix& w, const float* x, int64_t num_tokens, float* y) {
-    if (dp4a_ && num_tokens <= kGemvMaxTokens && kc::gemv_dp4a_supported(w.type)) {
+    if (dp4a_ && num_tokens <= kGemvMaxTokens && kc::gemv_dp4a_supported(w.type) &&
+        reinterpret_cast<uintptr_t>(w.data) % kc::gemv_dp4a_weight_alignment(w.type) == 0) {
         void* xq = bytes(kQ8Activations, static_cast<size_t>(kc::q8_activation_bytes(num_tokens, w.cols)));
         kc::quantize_q8_activations(x, num_tokens, w.cols, xq, stream_);
         kc::gemv_dp4a(w.type, w.data, w.rows, w.cols, xq, num_tokens, y, stream_);
@@ -362,6 +363,17 @@ void CudaSession::matmul(const DeviceMatrix& w, const float* x, int64_t num_toke
 
 void CudaSession::matmul_indexed(const DeviceMatrices& m, const int32_t* ids, int64_t num_slots, const float* x,
                                  int64_t x_stride, int64_t slots_per_x, float* y, int64_t y_stride) {
+    // K-quant experts: int8 activations and DP4A block dots, when x is dense [vectors][cols].
+    if (dp4a_ && kc::gemv_dp4a_indexed_supported(m.type) && x_stride == m.cols &&
+        reinterpret_cast<uintptr_t>(m.data) % kc::gemv_dp4a_weight_alignment(m.type) == 0 &&
+        m.matrix_bytes % static_cast<int64_t>(kc::gemv_dp4a_weight_alignment(m.type)) == 0) {
+        const int64_t num_x = (num_slots + slots_per_x - 1) / slots_per_x;
+        void* xq = bytes(kQ8Activations, static_cast<size_t>(kc::q8_activation_bytes(num_x, m.cols)));
+        kc::quantize_q8_activations(x, num_x, m.cols, xq, stream_);
+        kc::gemv_dp4a_indexed(m.type, m.data, m.matrix_bytes, m.rows, m.cols, ids, num_slots, xq, num_x, slots_per_x, y,
+                              y_stride, stream_);
+        return;
+    }
     // Launch in chunks of whole x rows so that each chunk's slots start at a row of x.
     const int64_t chunk = kMaxSlotsPerLaunch / slots_per_x * slots_per_x;
     for (int64_t s0 = 0; s0 < num_slots; s0 += chunk) {

@@ -122,8 +122,9 @@ class CudaModel {
 class CudaSession {
   public:
     /// dp4a: decode-sized products with Q8_0/Q4_0 weights quantise the activations to Q8_0 and use the int8
-    /// DP4A GEMV (kernels/cuda/gemv_dp4a.h), llama.cpp's and the CPU engine's semantic for those types; false:
-    /// the float GEMV for every type.
+    /// DP4A GEMV (kernels/cuda/gemv_dp4a.h), llama.cpp's and the CPU engine's semantic for those types; Q4_K,
+    /// Q5_K and Q6_K weights (dense decode products and every expert-indexed product) use the same int8
+    /// activations with per-32 scales; false: the float GEMV for every type.
     CudaSession(const CudaModel& model, int64_t context, bool dp4a = true);
     ~CudaSession();
     CudaSession(const CudaSession&) = delete;

@@ -81,10 +81,10 @@ TEST(CudaDp4a, RejectsOtherTypesAndPartialBlocks) {
     MOERIG_REQUIRE_GPU();
     DeviceArray<uint8_t> buf(4096);
     DeviceArray<float> y(64);
-    EXPECT_THROW(gemv_dp4a(DType::Q4_K, buf.get(), 4, 256, buf.get(), 1, y.get(), nullptr), UnsupportedError);
+    EXPECT_THROW(gemv_dp4a(DType::Q2_K, buf.get(), 4, 256, buf.get(), 1, y.get(), nullptr), UnsupportedError);
     EXPECT_THROW(gemv_dp4a(DType::Q8_0, buf.get(), 4, 40, buf.get(), 1, y.get(), nullptr), ConfigError);
     EXPECT_FALSE(gemv_dp4a_supported(DType::F16));
-    EXPECT_EQ(q8_activation_bytes(2, 64), 128 + 2 * 2 * 4);
+    EXPECT_EQ(q8_activation_bytes(2, 64), 128 + 2 * 2 * 4 + 2 * 2 * 4);  // values, scales, sums
 }
 
 }  // namespace
