@@ -293,4 +293,16 @@ MOERIG_KQ_HD float block_dot(const uint8_t* blk, const int8_t* xq, const float* 
     return sum;
 }
 
+/// block_dot for a type known at run time (Q4_K, Q5_K or Q6_K; anything else is a caller error and reads as Q6_K).
+MOERIG_KQ_HD float block_dot(moerig::DType type, const uint8_t* blk, const int8_t* xq, const float* xd, const int* xs) {
+    switch (type) {
+        case moerig::DType::Q4_K:
+            return block_dot<moerig::DType::Q4_K>(blk, xq, xd, xs);
+        case moerig::DType::Q5_K:
+            return block_dot<moerig::DType::Q5_K>(blk, xq, xd, xs);
+        default:
+            return block_dot<moerig::DType::Q6_K>(blk, xq, xd, xs);
+    }
+}
+
 }  // namespace moerig::kernels::kq

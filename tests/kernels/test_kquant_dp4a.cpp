@@ -52,17 +52,6 @@ int block_bytes(DType type) {
     return static_cast<int>(dtype_bytes(type, kQK_K));
 }
 
-float block_dot(DType type, const uint8_t* blk, const int8_t* xq, const float* xd, const int* xs) {
-    switch (type) {
-        case DType::Q4_K:
-            return kq::block_dot<DType::Q4_K>(blk, xq, xd, xs);
-        case DType::Q5_K:
-            return kq::block_dot<DType::Q5_K>(blk, xq, xd, xs);
-        default:
-            return kq::block_dot<DType::Q6_K>(blk, xq, xd, xs);
-    }
-}
-
 /// Per element, the magnitudes the integer path adds up: |d * scale * q| + |dmin * min| (the block dequantised
 /// with dmin zeroed, then with d zeroed), so that cancellation between the scale and min terms does not make a
 /// tolerance meaningless. Q6_K has no min: |w|.
@@ -100,7 +89,7 @@ BlockErrors check_blocks(DType type, const std::vector<uint8_t>& weights, const 
     for (int b = 0; b < num_blocks; ++b) {
         const uint8_t* blk = weights.data() + static_cast<size_t>(b) * bb;
         const size_t x0 = static_cast<size_t>(b) * kQK_K;
-        const float got = block_dot(type, blk, act.q() + x0, act.d.data() + x0 / 32, act.sums.data() + x0 / 32);
+        const float got = kq::block_dot(type, blk, act.q() + x0, act.d.data() + x0 / 32, act.sums.data() + x0 / 32);
         dequantize_row(type, blk, w.data(), kQK_K);
         const auto mag = term_magnitudes(type, blk);
         double ref_q = 0, ref_f = 0, scale = 0, bound = 0;
@@ -214,7 +203,7 @@ TEST_P(KQuantDp4aTest, PartsCoverEveryValueOnce) {
         std::vector<float> x(kQK_K, 0.0f);
         x[static_cast<size_t>(pos)] = 1.0f;
         const Activations act(x);
-        const float got = block_dot(type, w.data(), act.q(), act.d.data(), act.sums.data());
+        const float got = kq::block_dot(type, w.data(), act.q(), act.d.data(), act.sums.data());
         const double want = static_cast<double>(deq[static_cast<size_t>(pos)]) * act.dequantised[pos];
         const double tol = 1e-6 * mag[static_cast<size_t>(pos)] * std::fabs(act.dequantised[pos]) + 1e-12;
         ASSERT_NEAR(got, want, tol) << dtype_name(type) << " value " << pos;

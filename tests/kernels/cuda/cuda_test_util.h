@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "kernels/cuda/check.h"
+#include "kernels/dtype.h"
+#include "kernels/quant.h"
 
 namespace moerig::kernels::cuda::test {
 
@@ -56,6 +58,15 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float stddev = 
     std::vector<float> v(n);
     for (auto& x : v) x = dist(rng);
     return v;
+}
+
+/// rows x cols random weights (stddev 0.5) quantised to `type` row by row with the CPU quantiser.
+inline std::vector<uint8_t> quantized_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+    const auto values = random_floats(static_cast<size_t>(rows * cols), seed, 0.5f);
+    const size_t rb = row_bytes(type, cols);
+    std::vector<uint8_t> bytes(rb * static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) quantize_row(type, values.data() + r * cols, bytes.data() + r * rb, cols);
+    return bytes;
 }
 
 /// sum (ref - got)^2 / sum ref^2; a failed check if either side holds NaN or Inf.

@@ -15,14 +15,6 @@
 namespace moerig::kernels::cuda::test {
 namespace {
 
-std::vector<uint8_t> quantized_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
-    const auto values = random_floats(static_cast<size_t>(rows * cols), seed, 0.5f);
-    const size_t rb = row_bytes(type, cols);
-    std::vector<uint8_t> bytes(rb * static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) quantize_row(type, values.data() + r * cols, bytes.data() + r * rb, cols);
-    return bytes;
-}
-
 TEST(CudaDp4a, QuantisedActivationsEqualTheCpuQ8_0Quantiser) {
     MOERIG_REQUIRE_GPU();
     constexpr int64_t kVecs = 3, kCols = 256;

@@ -16,14 +16,6 @@
 namespace moerig::kernels::cuda::test {
 namespace {
 
-std::vector<uint8_t> quantized_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
-    const auto values = random_floats(static_cast<size_t>(rows * cols), seed, 0.5f);
-    const size_t rb = row_bytes(type, cols);
-    std::vector<uint8_t> bytes(rb * static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) quantize_row(type, values.data() + r * cols, bytes.data() + r * rb, cols);
-    return bytes;
-}
-
 /// The device's quantised activations, downloaded and split as quantize_q8_activations lays them out.
 struct HostActivations {
     std::vector<int32_t> q;  // int8 values, 4-byte aligned
@@ -41,17 +33,6 @@ struct HostActivations {
     const int8_t* values() const { return reinterpret_cast<const int8_t*>(q.data()); }
 };
 
-float host_block_dot(DType type, const uint8_t* blk, const int8_t* xq, const float* xd, const int* xs) {
-    switch (type) {
-        case DType::Q4_K:
-            return kq::block_dot<DType::Q4_K>(blk, xq, xd, xs);
-        case DType::Q5_K:
-            return kq::block_dot<DType::Q5_K>(blk, xq, xd, xs);
-        default:
-            return kq::block_dot<DType::Q6_K>(blk, xq, xd, xs);
-    }
-}
-
 /// Row r of W times activation vector v, from the host block dot products.
 float host_row_dot(DType type, const uint8_t* row, int64_t cols, const HostActivations& a, int64_t v) {
     const int64_t nb = cols / kQK_K;
@@ -59,8 +40,8 @@ float host_row_dot(DType type, const uint8_t* row, int64_t cols, const HostActiv
     float sum = 0;
     for (int64_t b = 0; b < nb; ++b) {
         const int64_t x0 = v * cols + b * kQK_K;
-        sum += host_block_dot(type, row + static_cast<size_t>(b) * bb, a.values() + x0, a.d.data() + x0 / 32,
-                              a.sums.data() + x0 / 32);
+        sum += kq::block_dot(type, row + static_cast<size_t>(b) * bb, a.values() + x0, a.d.data() + x0 / 32,
+                             a.sums.data() + x0 / 32);
     }
     return sum;
 }
