@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "formats/gguf.h"
 #include "kernels/cuda/argmax.h"
@@ -257,6 +259,13 @@ DeviceMatrices CudaModel::device_experts(const ExpertTensor& e, const std::strin
 
 // ---------------------------------------------------------------------------------------------- CudaSession
 
+namespace {
+
+/// Thrown by CudaSession::bytes while recording a graph when a buffer would have to grow.
+struct CaptureNeedsGrowth {};
+
+}  // namespace
+
 enum CudaSession::Slot : int {
     kX,
     kXn,
@@ -315,11 +324,15 @@ CudaSession::CudaSession(const CudaModel& model, int64_t context, bool dp4a)
         }
     }
     slots_.resize(kNumSlots);
+    // MOERIG_CUDA_GRAPHS=0 turns graphs off for every session (comparing, or a driver that misbehaves with them).
+    if (const char* env = std::getenv("MOERIG_CUDA_GRAPHS"); env != nullptr && std::string_view(env) == "0")
+        graphs_ = false;
 }
 
 CudaSession::~CudaSession() {
     cudaSetDevice(device_.gpu_idx());
     cudaStreamSynchronize(stream_);
+    if (graph_exec_ != nullptr) cudaGraphExecDestroy(graph_exec_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
 }
 
@@ -332,7 +345,8 @@ void CudaSession::truncate(int64_t n_past) {
 void* CudaSession::bytes(Slot slot, size_t num_bytes) {
     Buffer& b = slots_[static_cast<size_t>(slot)];
     if (b.num_bytes() < num_bytes) {
-        device_.synchronize();  // queued kernels may still read the old buffer
+        if (capturing_) throw CaptureNeedsGrowth();  // launch_graph abandons the recording
+        device_.synchronize();                       // queued kernels may still read the old buffer
         b.reset();
         b = device_.alloc(std::max<size_t>(num_bytes + num_bytes / 2, 256), MemoryKind::kActivations);
     }
@@ -642,6 +656,70 @@ float* CudaSession::forward(std::span<const int32_t> tokens, int64_t num_out) {
                                      host_head_ids_.size() * sizeof(int32_t));
     }
 
+    float* logits = nullptr;
+    if (graphs_ && num_tokens == 1 && num_out == 1 && last_step_tokens_ == 1)
+        logits = launch_graph(num_tokens, num_out);
+    if (logits == nullptr) logits = enqueue_layers(num_tokens, num_out);
+    last_step_tokens_ = num_tokens;
+    n_past_ += num_tokens;
+    return logits;
+}
+
+float* CudaSession::launch_graph(int64_t num_tokens, int64_t num_out) {
+    MOERIG_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+    float* logits = nullptr;
+    bool abandoned = false;
+    try {
+        logits = enqueue_layers(num_tokens, num_out);
+    } catch (const CaptureNeedsGrowth&) {
+        abandoned = true;
+    } catch (...) {
+        capturing_ = false;
+        cudaGraph_t partial = nullptr;
+        cudaStreamEndCapture(stream_, &partial);
+        if (partial != nullptr) cudaGraphDestroy(partial);
+        (void)cudaGetLastError();
+        throw;
+    }
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    if (abandoned || ended != cudaSuccess || graph == nullptr) {
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        (void)cudaGetLastError();
+        ++graph_stats_.fell_back;
+        return nullptr;
+    }
+    bool updated = false;
+    if (graph_exec_ != nullptr) {
+        cudaGraphExecUpdateResultInfo info{};
+        updated = cudaGraphExecUpdate(graph_exec_, graph, &info) == cudaSuccess;
+        if (!updated) {
+            (void)cudaGetLastError();
+            cudaGraphExecDestroy(graph_exec_);
+            graph_exec_ = nullptr;
+        }
+    }
+    if (updated) {
+        ++graph_stats_.updated;
+    } else {
+        const cudaError_t made = cudaGraphInstantiate(&graph_exec_, graph, 0);
+        cudaGraphDestroy(graph);
+        graph = nullptr;
+        MOERIG_CUDA_CHECK(made);
+        ++graph_stats_.instantiated;
+    }
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    MOERIG_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+    ++graph_stats_.launched;
+    return logits;
+}
+
+float* CudaSession::enqueue_layers(int64_t num_tokens, int64_t num_out) {
+    const auto& hp = model_.hparams();
+    const int64_t n = num_tokens * hp.n_embd;
+    float* x = f32(kX, n);
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const DeviceLayer& l = model_.layer(il);
         float* xn = f32(kXn, n);
@@ -655,7 +733,6 @@ float* CudaSession::forward(std::span<const int32_t> tokens, int64_t num_out) {
         kc::add(x, out, x, n, stream_);
         ffn(il, x, num_tokens);
     }
-    n_past_ += num_tokens;
 
     float* rows = x + (num_tokens - num_out) * hp.n_embd;
     float* xo = f32(kXn, num_out * hp.n_embd);

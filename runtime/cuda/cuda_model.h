@@ -145,10 +145,29 @@ class CudaSession {
     /// Bytes of this session's KV cache on the device.
     size_t kv_bytes() const { return kv_bytes_; }
 
+    /// CUDA graphs for decode (on by default): a one-token step that follows another one-token step is recorded by
+    /// stream capture instead of launched kernel by kernel, the instantiated graph is updated in place with the
+    /// new recording (cudaGraphExecUpdate: the cache length and positions change every step, the shape does not)
+    /// and replayed with one launch. A recording that cannot finish (a buffer must grow first) falls back to the
+    /// eager launches for that step. Results are identical either way (the same kernels on the same buffers).
+    void set_graphs(bool on) { graphs_ = on; }
+    struct GraphStats {
+        int64_t launched = 0;      ///< steps run as one graph launch
+        int64_t instantiated = 0;  ///< graphs instantiated (first capture, or an update the driver refused)
+        int64_t updated = 0;       ///< steps whose recording updated the instantiated graph in place
+        int64_t fell_back = 0;     ///< captures abandoned for eager launches
+    };
+    const GraphStats& graph_stats() const { return graph_stats_; }
+
   private:
     enum Slot : int;
     /// Runs the forward pass; afterwards the device buffer of logits holds num_out rows (the last ones).
     float* forward(std::span<const int32_t> tokens, int64_t num_out);
+    /// The device part of forward once inputs are on the device: layers, output norm and head, all enqueued
+    /// on the stream (nothing synchronises unless a buffer grows). Positions start at n_past_.
+    float* enqueue_layers(int64_t num_tokens, int64_t num_out);
+    /// enqueue_layers recorded as a graph and launched; nullptr when the recording had to be abandoned.
+    float* launch_graph(int64_t num_tokens, int64_t num_out);
     float* f32(Slot slot, int64_t count);
     int32_t* i32(Slot slot, int64_t count);
     void* bytes(Slot slot, size_t num_bytes);
@@ -177,6 +196,11 @@ class CudaSession {
     std::vector<float> host_x_;
     std::vector<int32_t> host_positions_;
     std::vector<int32_t> host_head_ids_;
+    bool graphs_ = true;
+    bool capturing_ = false;        // bytes() must not grow a buffer (it would synchronise) while recording
+    int64_t last_step_tokens_ = 0;  // a one-token step after a one-token step has every buffer at its size
+    cudaGraphExec_t graph_exec_ = nullptr;
+    GraphStats graph_stats_;
 };
 
 /// runtime::generate on a GPU session: prefill, then sample -> accept -> decode with the same sampler, stop
