@@ -52,9 +52,52 @@ double link_seconds(double bytes, double rate) {
 struct TargetWork {
     double read_bytes = 0;
     double flops = 0;
-    double log_miss = 0;  // log P(a token sends nothing to this target)
+    double log_miss = 0;        // log P(a token sends nothing to this target)
+    std::vector<double> touch;  // per copy held: P(a pass's tokens use it), i.e. its weights are read
     bool used = false;
 };
+
+// One holder's expert time as a distribution: seconds[n] with probability prob[n] when n of its copies are read.
+struct HolderTime {
+    std::vector<double> seconds;
+    std::vector<double> prob;
+};
+
+// P(n of the copies are read) for independent copies read with probabilities touch (Poisson binomial).
+void copies_read_distribution(const std::vector<double>& touch, std::vector<double>& prob) {
+    prob.assign(touch.size() + 1, 0.0);
+    prob[0] = 1.0;
+    for (size_t i = 0; i < touch.size(); ++i) {
+        for (size_t n = i + 1; n > 0; --n) prob[n] = prob[n] * (1.0 - touch[i]) + prob[n - 1] * touch[i];
+        prob[0] *= 1.0 - touch[i];
+    }
+}
+
+// E[max over holders of their time]: the layer waits for the slowest holder, and which experts a pass touches
+// is random, so the slowest is slower on average than the holder with the most expected work (at one token,
+// top-8 of 32 experts over 4 cards reads 2 experts per card on average but 3.3 on the busiest). Holders are
+// taken as independent. F(t) = prod_h P(T_h <= t); E[max] = sum over support points t of t (F(t) - F(t-)).
+double expected_max_seconds(const std::vector<HolderTime>& holders) {
+    std::vector<double> points;
+    for (const HolderTime& h : holders) points.insert(points.end(), h.seconds.begin(), h.seconds.end());
+    std::sort(points.begin(), points.end());
+    points.erase(std::unique(points.begin(), points.end()), points.end());
+    // seconds[] is non-decreasing in n, so each holder's CDF advances with a cursor as t grows.
+    std::vector<size_t> next(holders.size(), 0);
+    std::vector<double> holder_cdf(holders.size(), 0.0);
+    double expected = 0, below = 0;
+    for (double t : points) {
+        double cdf = 1.0;
+        for (size_t i = 0; i < holders.size(); ++i) {
+            const HolderTime& h = holders[i];
+            while (next[i] < h.seconds.size() && h.seconds[next[i]] <= t) holder_cdf[i] += h.prob[next[i]++];
+            cdf *= holder_cdf[i];
+        }
+        expected += t * (cdf - below);
+        below = cdf;
+    }
+    return expected;
+}
 
 struct PassTotals {
     std::vector<double> group_s;
@@ -70,6 +113,7 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
     const uint32_t num_cards = problem.num_cards();
     std::vector<TargetWork> work(num_cards + problem.hosts.size());
     std::vector<uint32_t> used_targets;
+    std::vector<HolderTime> holders;
     totals.group_s.assign(layout.groups.size(), 0.0);
     const double wire_row = static_cast<double>(problem.hidden) * coeff::kWireBytesPerValue;
     double total = 0.0;
@@ -96,13 +140,17 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
                         w.used = true;
                         used_targets.push_back(target);
                     }
-                    w.read_bytes += (1.0 - std::pow(1.0 - p, tokens)) * problem.expert_bytes;
+                    const double touched = 1.0 - std::pow(1.0 - p, tokens);
+                    w.read_bytes += touched * problem.expert_bytes;
+                    w.touch.push_back(touched);
                     w.flops += coeff::kFlopsPerParamPerToken * problem.expert_params * tokens * p;
                     w.log_miss += p < 1.0 ? std::log1p(-p) : -1e30;
                 }
             }
-            double expert_s = 0, sent_bytes = 0, max_recv_s = 0, net_bytes = 0, latency = 0;
-            for (uint32_t target : used_targets) {
+            double sent_bytes = 0, max_recv_s = 0, net_bytes = 0, latency = 0;
+            holders.resize(used_targets.size());
+            for (size_t ti = 0; ti < used_targets.size(); ++ti) {
+                const uint32_t target = used_targets[ti];
                 TargetWork& w = work[target];
                 double bw, fl;
                 if (target < num_cards) {
@@ -113,7 +161,14 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
                     bw = problem.hosts[target - num_cards].mem_bw;
                     fl = problem.hosts[target - num_cards].flops;
                 }
-                expert_s = std::max(expert_s, std::max(w.read_bytes / bw, w.flops / fl) + coeff::kLayerOverheadS);
+                // Time if n of its copies are read (FLOPs follow the expected rows, not n).
+                HolderTime& h = holders[ti];
+                copies_read_distribution(w.touch, h.prob);
+                h.seconds.resize(h.prob.size());
+                for (size_t n = 0; n < h.prob.size(); ++n) {
+                    h.seconds[n] = std::max(static_cast<double>(n) * problem.expert_bytes / bw, w.flops / fl) +
+                                   coeff::kLayerOverheadS;
+                }
                 if (target != s) {
                     const double bytes = tokens * (1.0 - std::exp(w.log_miss)) * wire_row;
                     sent_bytes += bytes;
@@ -130,8 +185,11 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
                         latency = std::max(latency, sc.peer_latency_s);
                     }
                 }
-                w = TargetWork{};
+                w.read_bytes = w.flops = w.log_miss = 0;
+                w.touch.clear();
+                w.used = false;
             }
+            const double expert_s = expected_max_seconds(holders);
             if (sent_bytes > 0) {
                 // Dispatch and combine: the stage card's link carries every row; receivers run in parallel.
                 const double one_way = latency + std::max({link_seconds(sent_bytes, sc.peer_bw), max_recv_s,
