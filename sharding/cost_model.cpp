@@ -57,48 +57,6 @@ struct TargetWork {
     bool used = false;
 };
 
-// One holder's expert time as a distribution: seconds[n] with probability prob[n] when n of its copies are read.
-struct HolderTime {
-    std::vector<double> seconds;
-    std::vector<double> prob;
-};
-
-// P(n of the copies are read) for independent copies read with probabilities touch (Poisson binomial).
-void copies_read_distribution(const std::vector<double>& touch, std::vector<double>& prob) {
-    prob.assign(touch.size() + 1, 0.0);
-    prob[0] = 1.0;
-    for (size_t i = 0; i < touch.size(); ++i) {
-        for (size_t n = i + 1; n > 0; --n) prob[n] = prob[n] * (1.0 - touch[i]) + prob[n - 1] * touch[i];
-        prob[0] *= 1.0 - touch[i];
-    }
-}
-
-// E[max over holders of their time]: the layer waits for the slowest holder, and which experts a pass touches
-// is random, so the slowest is slower on average than the holder with the most expected work (at one token,
-// top-8 of 32 experts over 4 cards reads 2 experts per card on average but 3.3 on the busiest). Holders are
-// taken as independent. F(t) = prod_h P(T_h <= t); E[max] = sum over support points t of t (F(t) - F(t-)).
-double expected_max_seconds(const std::vector<HolderTime>& holders) {
-    std::vector<double> points;
-    for (const HolderTime& h : holders) points.insert(points.end(), h.seconds.begin(), h.seconds.end());
-    std::sort(points.begin(), points.end());
-    points.erase(std::unique(points.begin(), points.end()), points.end());
-    // seconds[] is non-decreasing in n, so each holder's CDF advances with a cursor as t grows.
-    std::vector<size_t> next(holders.size(), 0);
-    std::vector<double> holder_cdf(holders.size(), 0.0);
-    double expected = 0, below = 0;
-    for (double t : points) {
-        double cdf = 1.0;
-        for (size_t i = 0; i < holders.size(); ++i) {
-            const HolderTime& h = holders[i];
-            while (next[i] < h.seconds.size() && h.seconds[next[i]] <= t) holder_cdf[i] += h.prob[next[i]++];
-            cdf *= holder_cdf[i];
-        }
-        expected += t * (cdf - below);
-        below = cdf;
-    }
-    return expected;
-}
-
 struct PassTotals {
     std::vector<double> group_s;
     std::vector<double>* card_read = nullptr;
@@ -224,6 +182,41 @@ double pass_seconds(const PlanProblem& problem, const Layout& layout, double tok
 }
 
 }  // namespace
+
+void copies_read_distribution(std::span<const double> touch, std::vector<double>& prob) {
+    prob.assign(touch.size() + 1, 0.0);
+    prob[0] = 1.0;
+    for (size_t i = 0; i < touch.size(); ++i) {
+        for (size_t n = i + 1; n > 0; --n) prob[n] = prob[n] * (1.0 - touch[i]) + prob[n - 1] * touch[i];
+        prob[0] *= 1.0 - touch[i];
+    }
+}
+
+// E[max over holders of their time]: the layer waits for the slowest holder, and which experts a pass touches
+// is random, so the slowest is slower on average than the holder with the most expected work (at one token,
+// top-8 of 32 experts over 4 cards reads 2 experts per card on average but 3.3 on the busiest). Holders are
+// taken as independent. F(t) = prod_h P(T_h <= t); E[max] = sum over support points t of t (F(t) - F(t-)).
+double expected_max_seconds(const std::vector<HolderTime>& holders) {
+    std::vector<double> points;
+    for (const HolderTime& h : holders) points.insert(points.end(), h.seconds.begin(), h.seconds.end());
+    std::sort(points.begin(), points.end());
+    points.erase(std::unique(points.begin(), points.end()), points.end());
+    // seconds[] is non-decreasing in n, so each holder's CDF advances with a cursor as t grows.
+    std::vector<size_t> next(holders.size(), 0);
+    std::vector<double> holder_cdf(holders.size(), 0.0);
+    double expected = 0, below = 0;
+    for (double t : points) {
+        double cdf = 1.0;
+        for (size_t i = 0; i < holders.size(); ++i) {
+            const HolderTime& h = holders[i];
+            while (next[i] < h.seconds.size() && h.seconds[next[i]] <= t) holder_cdf[i] += h.prob[next[i]++];
+            cdf *= holder_cdf[i];
+        }
+        expected += t * (cdf - below);
+        below = cdf;
+    }
+    return expected;
+}
 
 std::vector<std::vector<double>> expert_probs_from_trace(const RoutingTrace& trace, const PlanProblem& problem,
                                                          bool smooth) {

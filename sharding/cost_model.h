@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,18 @@ struct Prediction {
 
 /// Predicts decode, prefill, TTFT and max context of a feasible layout for the problem's workload.
 Prediction predict(const PlanProblem& problem, const Layout& layout);
+/// One holder's (card's or host's) expert time in a layer as a distribution: seconds[n] (non-decreasing in n)
+/// with probability prob[n] when n of the expert copies it holds are read by a pass.
+struct HolderTime {
+    std::vector<double> seconds;
+    std::vector<double> prob;
+};
+/// prob[n] = P(n of the copies are read), n = 0..touch.size(), for copies read independently with probabilities
+/// touch (Poisson binomial).
+void copies_read_distribution(std::span<const double> touch, std::vector<double>& prob);
+/// E[max over holders of their time], holders independent: what a MoE layer waits for.
+double expected_max_seconds(const std::vector<HolderTime>& holders);
+
 /// One decode step for `batch` sequences (each with `context` cached tokens): the batch is split into
 /// micro-batches that flow through the pipeline groups; the count (<= max_microbatches) minimising the
 /// step time is chosen. max_microbatches = 1 is a llama.cpp-style step (the whole batch, card after card).

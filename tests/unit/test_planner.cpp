@@ -356,6 +356,61 @@ TEST(CostModel, BatchOneOnX1RisersPicksPipelineAndBigBatchOnFastLinksSpreadsExpe
     EXPECT_NE(fast.plan.strategy(), moerig::proto::PIPELINE);
 }
 
+TEST(CostModel, ExpertTimeIsTheExpectedSlowestHolderByExactEnumeration) {
+    // Holders with a few copies each, every subset of copies enumerated: E[max over holders of
+    // max(n_h * read_h, flops_h) + overhead] against copies_read_distribution + expected_max_seconds.
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (int round = 0; round < 20; ++round) {
+        const int num_holders = 1 + static_cast<int>(rng() % 3);
+        std::vector<std::vector<double>> touch(num_holders);
+        std::vector<double> per_copy(num_holders), floor_s(num_holders);
+        std::vector<HolderTime> holders(num_holders);
+        int total = 0;
+        for (int h = 0; h < num_holders; ++h) {
+            touch[h].resize(1 + rng() % 4);
+            for (double& q : touch[h]) q = u(rng);
+            total += static_cast<int>(touch[h].size());
+            per_copy[h] = 0.5 + u(rng);
+            floor_s[h] = u(rng);
+            copies_read_distribution(touch[h], holders[h].prob);
+            for (size_t n = 0; n < holders[h].prob.size(); ++n)
+                holders[h].seconds.push_back(std::max(static_cast<double>(n) * per_copy[h], floor_s[h]) + 0.01);
+        }
+        double expected = 0;
+        for (uint64_t mask = 0; mask < (uint64_t{1} << total); ++mask) {
+            double p = 1, worst = 0;
+            int bit = 0;
+            for (int h = 0; h < num_holders; ++h) {
+                int n = 0;
+                for (double q : touch[h]) {
+                    const bool read = (mask >> bit++) & 1;
+                    p *= read ? q : 1 - q;
+                    n += read;
+                }
+                worst = std::max(worst, std::max(n * per_copy[h], floor_s[h]) + 0.01);
+            }
+            expected += p * worst;
+        }
+        EXPECT_NEAR(expected_max_seconds(holders), expected, 1e-12) << "round " << round;
+    }
+}
+
+TEST(CostModel, ExpertParallelLayerWaitsForAWholeExpertEvenWhenEachCardExpectsAFraction) {
+    // Mixtral on 8 cards, one expert each, top-2 at batch 1: every card expects a quarter of an expert's
+    // reads, but two cards always read a whole expert and the layer waits for them.
+    const ModelAccount mixtral = load_model("mixtral-8x7b", parse_quant_mix("Q4_K_M"));
+    const PlanProblem problem =
+        make_problem(mixtral, make_rig({{"RTX 3060 12GB", 8, 4, 16, true}}), Workload{}, PlanOptions{}, nullptr);
+    const Layout layout = build_layout(problem, 8, PartitionObjective::kMax);
+    ASSERT_TRUE(layout.feasible);
+    double one_expert_per_layer = 0;
+    for (uint32_t l = 0; l < problem.num_layers(); ++l) {
+        if (problem.layers[l].num_experts > 0) one_expert_per_layer += problem.expert_bytes / problem.cards[0].mem_bw;
+    }
+    EXPECT_GT(decode_step_seconds(problem, layout, 1, 512), one_expert_per_layer);
+}
+
 TEST(CostModel, MicroBatchedDecodeIsNeverSlowerThanWholeBatchSteps) {
     const RigSpec rig = make_rig({{"P104-100", 6, 1, 1}});
     Workload w;
