@@ -219,17 +219,6 @@ uint64_t GgufTensor::num_elems() const {
     return n;
 }
 
-GgufFile::GgufFile(const std::filesystem::path& path) : path_(path.string()), map_(path) {
-    bytes_ = map_.data();
-    size_ = map_.size();
-    parse();
-}
-
-GgufFile::GgufFile(const uint8_t* bytes, size_t size, std::string name)
-    : path_(std::move(name)), bytes_(bytes), size_(size) {
-    parse();
-}
-
 void GgufFile::parse() {
     Cursor c(bytes_, size_, path_);
     c.need(4, "magic");

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "formats/mapped_file.h"
@@ -65,18 +66,14 @@ struct GgufTensor {
 };
 
 /// One mapped GGUF file.
-class GgufFile {
+class GgufFile : public FileImage {
   public:
     /// Maps and parses path; throws FormatError naming the file, the field and the byte offset.
-    explicit GgufFile(const std::filesystem::path& path);
+    explicit GgufFile(const std::filesystem::path& path) : FileImage(path) { parse(); }
     /// Parses an in-memory image (fuzzing, tests); name is used in messages. The bytes must outlive this.
-    GgufFile(const uint8_t* bytes, size_t size, std::string name);
-    GgufFile(const GgufFile&) = delete;
-    GgufFile& operator=(const GgufFile&) = delete;
+    GgufFile(const uint8_t* bytes, size_t size, std::string name) : FileImage(bytes, size, std::move(name)) { parse(); }
 
-    const std::string& path() const { return path_; }
     uint32_t version() const { return version_; }
-    uint64_t file_size() const { return size_; }
     uint64_t data_offset() const { return data_offset_; }
     uint32_t alignment() const { return alignment_; }
     const std::map<std::string, GgufValue>& metadata() const { return kv_; }
@@ -87,10 +84,6 @@ class GgufFile {
   private:
     void parse();
 
-    std::string path_;
-    const uint8_t* bytes_ = nullptr;
-    uint64_t size_ = 0;
-    MappedFile map_;  // empty for in-memory images
     uint32_t version_ = 0;
     uint32_t alignment_ = 32;
     uint64_t data_offset_ = 0;

@@ -1,4 +1,5 @@
-// mmap/munmap of model files. An empty file maps to (nullptr, 0) so that parsers report it as truncated.
+// mmap/munmap of model files, and the images readers parse. An empty file maps to (nullptr, 0) so that parsers
+// report it as truncated.
 #include "formats/mapped_file.h"
 
 #include <fcntl.h>
@@ -57,5 +58,13 @@ void MappedFile::reset() {
     data_ = nullptr;
     size_ = 0;
 }
+
+FileImage::FileImage(const std::filesystem::path& path) : path_(path.string()), map_(path) {
+    bytes_ = map_.data();
+    size_ = map_.size();
+}
+
+FileImage::FileImage(const uint8_t* bytes, size_t size, std::string name)
+    : path_(std::move(name)), bytes_(bytes), size_(size) {}
 
 }  // namespace moerig::formats

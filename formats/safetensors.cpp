@@ -61,17 +61,6 @@ uint64_t StTensor::num_elems() const {
     return n;
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path.string()), map_(path) {
-    bytes_ = map_.data();
-    size_ = map_.size();
-    parse();
-}
-
-SafetensorsFile::SafetensorsFile(const uint8_t* bytes, size_t size, std::string name)
-    : path_(std::move(name)), bytes_(bytes), size_(size) {
-    parse();
-}
-
 const StTensor* SafetensorsFile::find(std::string_view name) const {
     for (const auto& t : tensors_)
         if (t.name == name) return &t;

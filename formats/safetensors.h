@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "formats/mapped_file.h"
@@ -54,17 +55,15 @@ struct StTensor {
 };
 
 /// One mapped .safetensors file.
-class SafetensorsFile {
+class SafetensorsFile : public FileImage {
   public:
     /// Maps and parses path; throws FormatError naming the file, the field and the byte offset.
-    explicit SafetensorsFile(const std::filesystem::path& path);
+    explicit SafetensorsFile(const std::filesystem::path& path) : FileImage(path) { parse(); }
     /// Parses an in-memory image (fuzzing, tests); name is used in messages. The bytes must outlive this.
-    SafetensorsFile(const uint8_t* bytes, size_t size, std::string name);
-    SafetensorsFile(const SafetensorsFile&) = delete;
-    SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+    SafetensorsFile(const uint8_t* bytes, size_t size, std::string name) : FileImage(bytes, size, std::move(name)) {
+        parse();
+    }
 
-    const std::string& path() const { return path_; }
-    uint64_t file_size() const { return size_; }
     /// First byte of the data section (8 + header length).
     uint64_t data_offset() const { return data_offset_; }
     /// The header's "__metadata__" string map (e.g. {"format": "pt"}).
@@ -76,10 +75,6 @@ class SafetensorsFile {
   private:
     void parse();
 
-    std::string path_;
-    const uint8_t* bytes_ = nullptr;
-    uint64_t size_ = 0;
-    MappedFile map_;  // empty for in-memory images
     uint64_t data_offset_ = 0;
     std::map<std::string, std::string> metadata_;
     std::vector<StTensor> tensors_;

@@ -1,7 +1,8 @@
-// Causal GQA attention over an F32 KV cache. The reference scores every visible key and normalises in double.
+// Causal GQA attention over an F32 or F16 KV cache. The reference scores every visible key and normalises in double.
 // The fast path gives each task one query token and a few query heads of one KV group, walks the visible keys
 // in chunks (scores for the chunk, one rescale of the running sum per chunk: online softmax), so each key and
-// value row is read once per task for all of its heads.
+// value row is read once per task for all of its heads. F16 rows are widened in registers as they are read
+// (F16C), never copied to a float cache.
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -10,7 +11,13 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "kernels/quant.h"
 #include "kernels/vec_dot.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define MOERIG_ATTN_F16C 1
+#include <immintrin.h>
+#endif
 
 namespace moerig::kernels {
 namespace {
@@ -27,6 +34,55 @@ void check(const AttentionParams& p, const AttentionIo& io, const char* what) {
         MOERIG_CHECK(pos >= 0 && pos < io.kv_len, ConfigError,
                      "{}: query {} is at position {}, outside the {} cached positions", what, t, pos, io.kv_len);
     }
+    MOERIG_CHECK((io.k_f16 == nullptr) == (io.v_f16 == nullptr), ConfigError,
+                 "{}: an F16 cache needs both k_f16 and v_f16", what);
+    MOERIG_CHECK(io.kv_ring == 0 || (p.sliding_window > 0 && p.sliding_window <= io.kv_ring), ConfigError,
+                 "{}: a ring of {} cache rows needs a sliding window of 1..{} positions, got {}", what, io.kv_ring,
+                 io.kv_ring, p.sliding_window);
+}
+
+/// Element offset of position j's row (ring slot j % kv_ring when the cache is a ring).
+inline int64_t row_of(const AttentionIo& io, int64_t j) {
+    return io.kv_ring > 0 ? j % io.kv_ring : j;
+}
+
+// sum q[d] * k[d] with k in binary16.
+float dot_f16(const float* q, const uint16_t* k, int64_t n) {
+    int64_t d = 0;
+    float sum = 0;
+#if MOERIG_ATTN_F16C
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; d + 16 <= n; d += 16) {
+        const __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + d)));
+        const __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + d + 8)));
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), k0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), k1, acc1);
+    }
+    for (; d + 8 <= n; d += 8) {
+        const __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + d)));
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), k0, acc0);
+    }
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    sum = _mm_cvtss_f32(s4);
+#endif
+    for (; d < n; ++d) sum += q[d] * fp16_to_fp32(k[d]);
+    return sum;
+}
+
+// a[d] += w * v[d] with v in binary16.
+void axpy_f16(float w, const uint16_t* v, float* a, int64_t n) {
+    int64_t d = 0;
+#if MOERIG_ATTN_F16C
+    const __m256 wv = _mm256_set1_ps(w);
+    for (; d + 8 <= n; d += 8) {
+        const __m256 v8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + d)));
+        _mm256_storeu_ps(a + d, _mm256_fmadd_ps(wv, v8, _mm256_loadu_ps(a + d)));
+    }
+#endif
+    for (; d < n; ++d) a[d] += w * fp16_to_fp32(v[d]);
 }
 
 int64_t query_pos(const AttentionIo& io, int64_t t) {
@@ -59,9 +115,11 @@ void attention_ref(const AttentionParams& p, const AttentionIo& io) {
             scores.assign(j1 - j0, 0.0);
             double max = p.sinks ? p.sinks[h] : -std::numeric_limits<double>::infinity();
             for (int64_t j = j0; j < j1; ++j) {
-                const float* k = io.k + j * io.k_token_stride + kvh * io.k_head_stride;
+                const int64_t k_at = row_of(io, j) * io.k_token_stride + kvh * io.k_head_stride;
                 double s = 0;
-                for (int64_t d = 0; d < p.head_dim; ++d) s += static_cast<double>(q[d]) * k[d];
+                for (int64_t d = 0; d < p.head_dim; ++d) {
+                    s += static_cast<double>(q[d]) * (io.k_f16 ? fp16_to_fp32(io.k_f16[k_at + d]) : io.k[k_at + d]);
+                }
                 s = cap(p, static_cast<float>(s * p.scale));
                 scores[j - j0] = s;
                 max = std::max(max, s);
@@ -73,8 +131,10 @@ void attention_ref(const AttentionParams& p, const AttentionIo& io) {
             }
             std::fill(acc.begin(), acc.end(), 0.0);
             for (int64_t j = j0; j < j1; ++j) {
-                const float* v = io.v + j * io.v_token_stride + kvh * io.v_head_stride;
-                for (int64_t d = 0; d < v_dim; ++d) acc[d] += scores[j - j0] * v[d];
+                const int64_t v_at = row_of(io, j) * io.v_token_stride + kvh * io.v_head_stride;
+                for (int64_t d = 0; d < v_dim; ++d) {
+                    acc[d] += scores[j - j0] * (io.v_f16 ? fp16_to_fp32(io.v_f16[v_at + d]) : io.v[v_at + d]);
+                }
             }
             float* out = io.out + t * io.out_token_stride + h * io.out_head_stride;
             for (int64_t d = 0; d < v_dim; ++d) out[d] = static_cast<float>(acc[d] / denom);
@@ -93,6 +153,7 @@ void attention(const AttentionParams& p, const AttentionIo& io, ThreadPool& pool
     const int64_t subs_per_group = (group + sub - 1) / sub;
     const int64_t num_tasks = pairs * subs_per_group;
     const VecDotFn dot = vec_dot_fn(DType::F32);
+    const bool half = io.k_f16 != nullptr;
 
     pool.parallel_tasks(num_tasks, [&](int64_t task, int) {
         const int64_t t = task / (p.num_kv_heads * subs_per_group);
@@ -112,10 +173,11 @@ void attention(const AttentionParams& p, const AttentionIo& io, ThreadPool& pool
         for (int64_t c0 = j0; c0 < j1; c0 += kKeyChunk) {
             const int64_t c1 = std::min(j1, c0 + kKeyChunk);
             for (int64_t j = c0; j < c1; ++j) {
-                const float* k = io.k + j * io.k_token_stride + kvh * io.k_head_stride;
+                const int64_t k_at = row_of(io, j) * io.k_token_stride + kvh * io.k_head_stride;
                 for (int64_t g = 0; g < nh; ++g) {
                     const float* q = io.q + t * io.q_token_stride + (h0 + g) * io.q_head_stride;
-                    scores[g * kKeyChunk + (j - c0)] = cap(p, dot(q, k, p.head_dim) * p.scale);
+                    const float s = half ? dot_f16(q, io.k_f16 + k_at, p.head_dim) : dot(q, io.k + k_at, p.head_dim);
+                    scores[g * kKeyChunk + (j - c0)] = cap(p, s * p.scale);
                 }
             }
             for (int64_t g = 0; g < nh; ++g) {
@@ -139,11 +201,16 @@ void attention(const AttentionParams& p, const AttentionIo& io, ThreadPool& pool
                 running[2 * g + 1] += sum;
             }
             for (int64_t j = c0; j < c1; ++j) {
-                const float* v = io.v + j * io.v_token_stride + kvh * io.v_head_stride;
+                const int64_t v_at = row_of(io, j) * io.v_token_stride + kvh * io.v_head_stride;
                 for (int64_t g = 0; g < nh; ++g) {
                     const float w = scores[g * kKeyChunk + (j - c0)];
                     float* a = &acc[g * v_dim];
-                    for (int64_t d = 0; d < v_dim; ++d) a[d] += w * v[d];
+                    if (half) {
+                        axpy_f16(w, io.v_f16 + v_at, a, v_dim);
+                    } else {
+                        const float* v = io.v + v_at;
+                        for (int64_t d = 0; d < v_dim; ++d) a[d] += w * v[d];
+                    }
                 }
             }
         }

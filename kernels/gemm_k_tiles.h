@@ -1,6 +1,7 @@
-// Internal to kernels/: the tile driver and micro-kernel shared by the K-quant prefill GEMMs (gemm_q4_k.cpp,
-// gemm_q6_k.cpp). Each weight type supplies only how one super-block of 256 values is unpacked into a panel
-// entry; the micro-kernel, the panel builder and the walk over 4-row x 4-token tiles are the same.
+// Internal to kernels/: the entry checks, tile driver and micro-kernel shared by the K-quant prefill GEMMs
+// (gemm_q4_k.cpp, gemm_q6_k.cpp). Each weight type supplies only a Kernel description (see run_checked) with how
+// one super-block of 256 values is unpacked into a panel entry; the micro-kernel, the panel builder and the walk
+// over 4-row x 4-token tiles are the same.
 //
 // A panel entry (one row, one super-block) holds the quants widened to unsigned bytes in activation order, the
 // scale of every 16-value group as int16 lanes (one per vpmaddubsw pair), 16 int16 factors for the activation's
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/error.h"
 #include "kernels/matmul.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/vec_dot.h"
@@ -31,14 +33,6 @@
 
 namespace moerig::kernels::gemm_k {
 
-#if MOERIG_GEMM_VNNI512
-
-constexpr int kPanelRows = 4;
-constexpr int kMaxTokens = 4;
-// Per row and super-block: 4 x 64 quant bytes, 4 x 32 int16 scales, 16 int16 bsum factors, two floats (d0, d1),
-// padded to a multiple of 64 bytes.
-constexpr int kScaleOffset = 256, kMinOffset = 512, kDOffset = 544, kSbBytes = 576;
-
 /// How a super-block's two integer sums become its float contribution.
 enum class Combine {
     /// Q4_K: x.d * (d0 * sum - d1 * msum), the mins applied in float as ggml does.
@@ -47,12 +41,21 @@ enum class Combine {
     kIntOffset32,
 };
 
-template <typename Block>
-using PackFn = void (*)(const Block&, uint8_t*);
+#if MOERIG_GEMM_VNNI512
+
+/// Whether this build has the integer tiles; without them the GEMMs run the per-row dot product.
+constexpr bool kHasTiles = true;
+
+constexpr int kPanelRows = 4;
+constexpr int kMaxTokens = 4;
+// Per row and super-block: 4 x 64 quant bytes, 4 x 32 int16 scales, 16 int16 bsum factors, two floats (d0, d1),
+// padded to a multiple of 64 bytes.
+constexpr int kScaleOffset = 256, kMinOffset = 512, kDOffset = 544, kSbBytes = 576;
 
 // Panel of rows [r, r + 4) (rows past row_end repeat the last row; their results are dropped), super-block major.
-template <typename Block, PackFn<Block> Pack>
+template <typename Kernel>
 void build_panel(const WeightView& w, int64_t r, int64_t row_end, int64_t num_sb, uint8_t* panel) {
+    using Block = typename Kernel::Block;
     const size_t bytes = static_cast<size_t>(num_sb) * sizeof(Block);
     for (int i = 0; i < kPanelRows; ++i) {
         if (r + kPanelRows + i < row_end) {
@@ -60,7 +63,7 @@ void build_panel(const WeightView& w, int64_t r, int64_t row_end, int64_t num_sb
             for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
         }
         const auto* b = static_cast<const Block*>(w.row(std::min(r + i, row_end - 1)));
-        for (int64_t s = 0; s < num_sb; ++s) Pack(b[s], panel + (s * kPanelRows + i) * kSbBytes);
+        for (int64_t s = 0; s < num_sb; ++s) Kernel::pack(b[s], panel + (s * kPanelRows + i) * kSbBytes);
     }
 }
 
@@ -112,7 +115,7 @@ struct AlignedScratch {
 };
 
 /// Rows [row_begin, row_end) x tokens [0, num_tokens): one panel per 4 rows, every token tile run over it.
-template <typename Block, PackFn<Block> Pack, Combine C>
+template <typename Kernel>
 void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
                int64_t num_tokens) {
     const int64_t num_sb = w.cols / kQK_K;
@@ -120,23 +123,23 @@ void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const vo
     uint8_t* panel = scratch.get(static_cast<size_t>(num_sb * kPanelRows * kSbBytes));
     float out[kPanelRows][kMaxTokens];
     for (int64_t r = row_begin; r < row_end; r += kPanelRows) {
-        build_panel<Block, Pack>(w, r, row_end, num_sb, panel);
+        build_panel<Kernel>(w, r, row_end, num_sb, panel);
         const int num_rows = static_cast<int>(std::min<int64_t>(kPanelRows, row_end - r));
         for (int64_t t = 0; t < num_tokens; t += kMaxTokens) {
             const auto* x = reinterpret_cast<const BlockQ8_K* const*>(acts + t);
             const int num_t = static_cast<int>(std::min<int64_t>(kMaxTokens, num_tokens - t));
             switch (num_t) {
                 case 4:
-                    micro_tile<C, 4>(panel, x, num_sb, out);
+                    micro_tile<Kernel::kCombine, 4>(panel, x, num_sb, out);
                     break;
                 case 3:
-                    micro_tile<C, 3>(panel, x, num_sb, out);
+                    micro_tile<Kernel::kCombine, 3>(panel, x, num_sb, out);
                     break;
                 case 2:
-                    micro_tile<C, 2>(panel, x, num_sb, out);
+                    micro_tile<Kernel::kCombine, 2>(panel, x, num_sb, out);
                     break;
                 default:
-                    micro_tile<C, 1>(panel, x, num_sb, out);
+                    micro_tile<Kernel::kCombine, 1>(panel, x, num_sb, out);
                     break;
             }
             for (int j = 0; j < num_t; ++j) {
@@ -148,6 +151,8 @@ void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const vo
 
 #else  // portable: the per-row dot product (the activations are plain Q8_K rows)
 
+constexpr bool kHasTiles = false;
+
 inline void run_rows_dot(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts,
                          float* const* y, int64_t num_tokens) {
     const VecDotFn dot = vec_dot_fn(w.type);
@@ -157,5 +162,26 @@ inline void run_rows_dot(const WeightView& w, int64_t row_begin, int64_t row_end
 }
 
 #endif
+
+/// The body of a K-quant GEMM entry point: checks the weight type and the row range, then runs rows
+/// [row_begin, row_end) x tokens [0, num_tokens) over the tiles, or the per-row dot product where they are not
+/// built. Kernel describes the weight type:
+///   kName (the entry point, for messages), kType (its DType), Block (its super-block),
+///   kCombine (how its sums combine), static void pack(const Block&, uint8_t* panel_entry) (needed only with the
+///   tiles).
+template <typename Kernel>
+void run_checked(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
+                 int64_t num_tokens) {
+    MOERIG_CHECK(w.type == Kernel::kType, UnsupportedError, "{}: weight type {} is not {}", Kernel::kName,
+                 dtype_name(w.type), dtype_name(Kernel::kType));
+    MOERIG_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= w.rows, ConfigError,
+                 "{}: rows [{}, {}) are outside the {} rows of the weight", Kernel::kName, row_begin, row_end, w.rows);
+    if (row_begin == row_end || num_tokens <= 0) return;
+#if MOERIG_GEMM_VNNI512
+    run_tiles<Kernel>(w, row_begin, row_end, acts, y, num_tokens);
+#else
+    run_rows_dot(w, row_begin, row_end, acts, y, num_tokens);
+#endif
+}
 
 }  // namespace moerig::kernels::gemm_k

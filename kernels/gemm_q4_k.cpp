@@ -7,7 +7,6 @@
 // gemm_k_tiles.h's; this file only unpacks a Q4_K super-block into a panel entry.
 #include "kernels/gemm_q4_k.h"
 
-#include "kernels/error.h"
 #include "kernels/gemm_k_tiles.h"
 #include "kernels/quant.h"
 #include "kernels/quant_blocks.h"
@@ -15,11 +14,20 @@
 namespace moerig::kernels {
 namespace {
 
+// The weight type as gemm_k::run_checked needs it.
+struct Q4K {
+    static constexpr const char* kName = "gemm_q4_k";
+    static constexpr DType kType = DType::Q4_K;
+    using Block = BlockQ4_K;
+    static constexpr gemm_k::Combine kCombine = gemm_k::Combine::kFloatMins;
+    static void pack(const BlockQ4_K& b, uint8_t* dst);  // defined where the tiles are built
+};
+
 #if MOERIG_GEMM_VNNI512
 
 using namespace gemm_k;
 
-void pack_super_block(const BlockQ4_K& b, uint8_t* dst) {
+void Q4K::pack(const BlockQ4_K& b, uint8_t* dst) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     for (int j = 0; j < 4; ++j) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * j));
@@ -40,37 +48,17 @@ void pack_super_block(const BlockQ4_K& b, uint8_t* dst) {
     d[1] = _cvtsh_ss(b.dmin);
 }
 
-void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
-               int64_t num_tokens) {
-    gemm_k::run_tiles<BlockQ4_K, pack_super_block, Combine::kFloatMins>(w, row_begin, row_end, acts, y, num_tokens);
-}
-
-#else
-
-void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
-               int64_t num_tokens) {
-    gemm_k::run_rows_dot(w, row_begin, row_end, acts, y, num_tokens);
-}
-
 #endif
 
 }  // namespace
 
 bool gemm_q4_k_supported() {
-#if MOERIG_GEMM_VNNI512
-    return true;
-#else
-    return false;
-#endif
+    return gemm_k::kHasTiles;
 }
 
 void gemm_q4_k(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
                int64_t num_tokens) {
-    MOERIG_CHECK(w.type == DType::Q4_K, UnsupportedError, "gemm_q4_k: weight type {} is not Q4_K", dtype_name(w.type));
-    MOERIG_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= w.rows, ConfigError,
-                 "gemm_q4_k: rows [{}, {}) are outside the {} rows of the weight", row_begin, row_end, w.rows);
-    if (row_begin == row_end || num_tokens <= 0) return;
-    run_tiles(w, row_begin, row_end, acts, y, num_tokens);
+    gemm_k::run_checked<Q4K>(w, row_begin, row_end, acts, y, num_tokens);
 }
 
 }  // namespace moerig::kernels

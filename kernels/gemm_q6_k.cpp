@@ -5,12 +5,20 @@
 // vec_dot does, so y = sum_sb x.d * d * (sum(sc * q * x) - 32 * sum(sc * bsum)) with exact integers.
 #include "kernels/gemm_q6_k.h"
 
-#include "kernels/error.h"
 #include "kernels/gemm_k_tiles.h"
 #include "kernels/quant_blocks.h"
 
 namespace moerig::kernels {
 namespace {
+
+// The weight type as gemm_k::run_checked needs it.
+struct Q6K {
+    static constexpr const char* kName = "gemm_q6_k";
+    static constexpr DType kType = DType::Q6_K;
+    using Block = BlockQ6_K;
+    static constexpr gemm_k::Combine kCombine = gemm_k::Combine::kIntOffset32;
+    static void pack(const BlockQ6_K& b, uint8_t* dst);  // defined where the tiles are built
+};
 
 #if MOERIG_GEMM_VNNI512
 
@@ -20,7 +28,7 @@ using namespace gemm_k;
 alignas(64) constexpr int16_t kScaleLane[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                                 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
 
-void pack_super_block(const BlockQ6_K& b, uint8_t* dst) {
+void Q6K::pack(const BlockQ6_K& b, uint8_t* dst) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30);
     // Half h holds values [128h, 128h + 128): low nibbles of ql[0..64) then high nibbles, two qh bits each.
     for (int h = 0; h < 2; ++h) {
@@ -48,37 +56,17 @@ void pack_super_block(const BlockQ6_K& b, uint8_t* dst) {
     d[1] = 0.0f;
 }
 
-void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
-               int64_t num_tokens) {
-    gemm_k::run_tiles<BlockQ6_K, pack_super_block, Combine::kIntOffset32>(w, row_begin, row_end, acts, y, num_tokens);
-}
-
-#else
-
-void run_tiles(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
-               int64_t num_tokens) {
-    gemm_k::run_rows_dot(w, row_begin, row_end, acts, y, num_tokens);
-}
-
 #endif
 
 }  // namespace
 
 bool gemm_q6_k_supported() {
-#if MOERIG_GEMM_VNNI512
-    return true;
-#else
-    return false;
-#endif
+    return gemm_k::kHasTiles;
 }
 
 void gemm_q6_k(const WeightView& w, int64_t row_begin, int64_t row_end, const void* const* acts, float* const* y,
                int64_t num_tokens) {
-    MOERIG_CHECK(w.type == DType::Q6_K, UnsupportedError, "gemm_q6_k: weight type {} is not Q6_K", dtype_name(w.type));
-    MOERIG_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= w.rows, ConfigError,
-                 "gemm_q6_k: rows [{}, {}) are outside the {} rows of the weight", row_begin, row_end, w.rows);
-    if (row_begin == row_end || num_tokens <= 0) return;
-    run_tiles(w, row_begin, row_end, acts, y, num_tokens);
+    gemm_k::run_checked<Q6K>(w, row_begin, row_end, acts, y, num_tokens);
 }
 
 }  // namespace moerig::kernels

@@ -75,10 +75,11 @@ int64_t gather_output_rows(std::span<const BatchSegment> segments, int64_t n_emb
     return out_row;
 }
 
-BatchSession::BatchSession(const Model& model, int num_slots, int64_t context, kernels::ThreadPool* pool)
+BatchSession::BatchSession(const Model& model, int num_slots, int64_t context, kernels::ThreadPool* pool,
+                           const KvOptions& kv)
     : model_(model), pool_(pool ? pool : &model.pool()), context_(context) {
     MOERIG_CHECK(num_slots > 0, ConfigError, "a batch session needs at least one sequence slot, got {}", num_slots);
-    for (int s = 0; s < num_slots; ++s) kv_.push_back(std::make_unique<KvCache>(model.hparams(), context));
+    for (int s = 0; s < num_slots; ++s) kv_.push_back(std::make_unique<KvCache>(model.hparams(), context, 0, -1, kv));
     n_past_.assign(static_cast<size_t>(num_slots), 0);
 }
 
@@ -89,6 +90,39 @@ void BatchSession::reset(int slot_idx) {
 }
 
 std::vector<std::vector<float>> BatchSession::eval(std::span<const SeqTokens> entries) {
+    const int64_t step = kv_.front()->max_step_rows();
+    const bool one_step = step == 0 || std::all_of(entries.begin(), entries.end(), [&](const SeqTokens& e) {
+                              return static_cast<int64_t>(e.tokens.size()) <= step;
+                          });
+    if (one_step) return eval_step(entries);
+    plan_batch(entries, n_past_, context_, "batch eval");  // refuse a bad step before any part of it runs
+    // Sliding-window rings hold `step` new positions per sequence: run the entries `step` tokens at a time.
+    std::vector<std::vector<float>> out(entries.size());
+    for (size_t begin = 0;; begin += static_cast<size_t>(step)) {
+        std::vector<SeqTokens> part;
+        std::vector<size_t> part_entry;
+        for (size_t e = 0; e < entries.size(); ++e) {
+            const std::span<const int32_t> tokens = entries[e].tokens;
+            if (tokens.size() <= begin) continue;
+            const size_t n = std::min(static_cast<size_t>(step), tokens.size() - begin);
+            part.push_back(SeqTokens{entries[e].slot_idx, tokens.subspan(begin, n), entries[e].all_logits});
+            part_entry.push_back(e);
+        }
+        if (part.empty()) break;
+        std::vector<std::vector<float>> logits = eval_step(part);
+        for (size_t i = 0; i < part.size(); ++i) {
+            std::vector<float>& o = out[part_entry[i]];
+            if (part[i].all_logits) {
+                o.insert(o.end(), logits[i].begin(), logits[i].end());
+            } else {
+                o = std::move(logits[i]);  // the last part's last token is the entry's
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<std::vector<float>> BatchSession::eval_step(std::span<const SeqTokens> entries) {
     const ModelHParams& hp = model_.hparams();
     const std::vector<BatchSegment> segments = plan_batch(entries, n_past_, context_, "batch eval");
     const int64_t num_tokens = segments.back().row_begin + segments.back().num_tokens;

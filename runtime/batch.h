@@ -11,6 +11,7 @@
 #include "kernels/threadpool.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
+#include "runtime/session.h"
 
 namespace moerig::runtime {
 
@@ -47,11 +48,14 @@ int64_t gather_output_rows(std::span<const BatchSegment> segments, int64_t n_emb
 
 class BatchSession {
   public:
-    /// num_slots sequences of up to `context` positions each; pool nullptr = the model's pool.
-    BatchSession(const Model& model, int num_slots, int64_t context, kernels::ThreadPool* pool = nullptr);
+    /// num_slots sequences of up to `context` positions each; pool nullptr = the model's pool. kv: every slot's
+    /// cache type and the step size its sliding-window ring is sized for (as Session).
+    BatchSession(const Model& model, int num_slots, int64_t context, kernels::ThreadPool* pool = nullptr,
+                 const KvOptions& kv = {.dtype = DType::F32, .max_step_rows = kSessionStepRows});
 
     /// One step over the entries (each slot at most once). Returns per entry its logits: n_vocab floats of the
     /// last token, or tokens.size() * n_vocab with all_logits. Each slot's n_past advances by its tokens.
+    /// Entries longer than the caches' max_step_rows() run in several steps.
     std::vector<std::vector<float>> eval(std::span<const SeqTokens> entries);
 
     int num_slots() const { return static_cast<int>(kv_.size()); }
@@ -61,10 +65,13 @@ class BatchSession {
     void reset(int slot_idx);
 
     const Model& model() const { return model_; }
+    const KvCache& kv(int slot_idx) const { return *kv_.at(static_cast<size_t>(slot_idx)); }
     /// Routes every MoE layer's experts through `runner` (nullptr: local experts).
     void set_expert_runner(ExpertRunner* runner) { experts_ = runner; }
 
   private:
+    std::vector<std::vector<float>> eval_step(std::span<const SeqTokens> entries);
+
     const Model& model_;
     kernels::ThreadPool* pool_;
     int64_t context_;

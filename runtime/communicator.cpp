@@ -1,6 +1,8 @@
-// The default all_to_all_v: one group of per-peer sends and receives over packed, peer-ordered buffers.
+// The default all_to_all_v: one group of per-peer sends and receives over packed, peer-ordered buffers; and
+// GroupedCommunicator's bookkeeping of groups.
 #include "runtime/communicator.h"
 
+#include <utility>
 #include <vector>
 
 #include "kernels/error.h"
@@ -33,6 +35,54 @@ void Communicator::all_to_all_v(const void* send_buf, std::span<const size_t> se
         if (recv_bytes[peer] != 0) recv(recv_at + recv_offset[peer], recv_bytes[peer], peer);
     }
     group_end();
+}
+
+void GroupedCommunicator::check_peer(int peer, const char* what) const {
+    MOERIG_CHECK(peer >= 0 && peer < size(), ConfigError, "{} on rank {}: peer {} is not a rank of this {}-card group",
+                 what, rank(), peer, size());
+}
+
+void GroupedCommunicator::group_start() {
+    ++group_depth_;
+}
+
+void GroupedCommunicator::group_end() {
+    MOERIG_CHECK(group_depth_ > 0, ConfigError, "group_end on rank {} without group_start", rank());
+    if (--group_depth_ > 0) return;
+    const std::vector<Op> sends = std::exchange(sends_, {});
+    const std::vector<Op> recvs = std::exchange(recvs_, {});
+    issue_group(sends, recvs);
+}
+
+void GroupedCommunicator::send(const void* data, size_t num_bytes, int peer) {
+    check_peer(peer, "send");
+    sends_.push_back(Op{const_cast<void*>(data), num_bytes, peer});
+    if (group_depth_ == 0) {
+        group_start();
+        group_end();
+    }
+}
+
+void GroupedCommunicator::recv(void* data, size_t num_bytes, int peer) {
+    check_peer(peer, "recv");
+    recvs_.push_back(Op{data, num_bytes, peer});
+    if (group_depth_ == 0) {
+        group_start();
+        group_end();
+    }
+}
+
+void GroupedCommunicator::count_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) {
+    const int me = rank();
+    for (const Op& s : sends) {
+        if (s.peer == me) continue;
+        stats_.bytes_sent += s.num_bytes;
+        ++stats_.num_messages_sent;
+    }
+    for (const Op& r : recvs) {
+        if (r.peer != me) stats_.bytes_received += r.num_bytes;
+    }
+    ++stats_.num_groups;
 }
 
 }  // namespace moerig::runtime

@@ -1,10 +1,13 @@
 // How cards exchange data: grouped point-to-point send/recv in NCCL's model (group_start; per-peer
 // send/recv; group_end), the all_to_all_v the dispatcher is built on, and barrier. One Communicator
 // object per rank (card); LocalCommunicator joins virtual cards in one process, the NCCL one real GPUs.
+// GroupedCommunicator is the grouping and peer checks shared by the communicators that issue whole groups
+// themselves (LocalCommunicator, DeviceCopyCommunicator).
 #pragma once
 
 #include <cstddef>
 #include <span>
+#include <vector>
 
 namespace moerig::runtime {
 
@@ -55,6 +58,38 @@ class Communicator {
     /// (send_bytes[q] on rank p == recv_bytes[p] on rank q). Default: one group of sends and receives.
     virtual void all_to_all_v(const void* send_buf, std::span<const size_t> send_bytes, void* recv_buf,
                               std::span<const size_t> recv_bytes);
+};
+
+/// A communicator that issues whole groups itself: group_start/group_end nest, send/recv check the peer and
+/// record the call (a lone one is a group of one), and the outermost group_end hands the group to issue_group.
+class GroupedCommunicator : public Communicator {
+  public:
+    void group_start() final;
+    void group_end() final;
+    void send(const void* data, size_t num_bytes, int peer) final;
+    void recv(void* data, size_t num_bytes, int peer) final;
+    CommStats stats() const override { return stats_; }
+
+  protected:
+    /// One recorded send or recv.
+    struct Op {
+        void* data;
+        size_t num_bytes;
+        int peer;
+    };
+    /// Issues one completed group: its sends and its receives, each in the order they were called.
+    virtual void issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) = 0;
+    /// Counts an issued group's traffic in stats_ (self-sends count as neither sent nor received).
+    void count_group(const std::vector<Op>& sends, const std::vector<Op>& recvs);
+
+    CommStats stats_;
+
+  private:
+    void check_peer(int peer, const char* what) const;
+
+    int group_depth_ = 0;
+    std::vector<Op> sends_;
+    std::vector<Op> recvs_;
 };
 
 }  // namespace moerig::runtime

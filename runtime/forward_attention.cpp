@@ -53,6 +53,10 @@ void Model::attention(int64_t layer_idx, float* x, std::span<const AttentionSegm
         MOERIG_CHECK(s.n_past + s.num_tokens <= s.kv->capacity(), ConfigError,
                      "context full: {} cached + {} new tokens exceed the context of {} positions", s.n_past,
                      s.num_tokens, s.kv->capacity());
+        MOERIG_CHECK(s.kv->max_step_rows() == 0 || s.num_tokens <= s.kv->max_step_rows(), ConfigError,
+                     "a step of {} new tokens for one sequence exceeds the {} its sliding-window KV ring was sized "
+                     "for (a ring of {} positions for a window of {}); split the step",
+                     s.num_tokens, s.kv->max_step_rows(), s.kv->ring(), s.kv->window());
         row += s.num_tokens;
     }
     const int64_t num_tokens = row;
@@ -98,8 +102,8 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, std::s
     kernels::rope(rp, k.data(), num_tokens, hp.n_head_kv, k_dim, hd, pos.data());
     for (const AttentionSegment& s : segments) {
         for (int64_t t = 0; t < s.num_tokens; ++t) {
-            std::copy_n(k.data() + (s.row_begin + t) * k_dim, k_dim, s.kv->k(layer_idx, s.n_past + t));
-            std::copy_n(v.data() + (s.row_begin + t) * v_dim, v_dim, s.kv->v(layer_idx, s.n_past + t));
+            s.kv->write_k(layer_idx, s.n_past + t, k.data() + (s.row_begin + t) * k_dim);
+            s.kv->write_v(layer_idx, s.n_past + t, v.data() + (s.row_begin + t) * v_dim);
         }
     }
 
@@ -117,11 +121,8 @@ void Model::attention_gqa(int64_t layer_idx, const float* xn, float* out, std::s
         io.q = q.data() + s.row_begin * q_dim;
         io.q_token_stride = q_dim;
         io.q_head_stride = hd;
-        io.k = s.kv->k(layer_idx, 0);
-        io.k_token_stride = s.kv->k_row();
+        s.kv->bind(layer_idx, io);
         io.k_head_stride = hd;
-        io.v = s.kv->v(layer_idx, 0);
-        io.v_token_stride = s.kv->v_row();
         io.v_head_stride = hdv;
         io.out = att.data() + s.row_begin * hp.n_head * hdv;
         io.out_token_stride = hp.n_head * hdv;
@@ -165,7 +166,7 @@ void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, std::s
         for (int64_t t = 0; t < s.num_tokens; ++t) {
             float* row = kvc.data() + (s.row_begin + t) * lat;
             kernels::rms_norm(row, l.kv_a_norm, row, rank, hp.rms_eps);
-            std::copy_n(row, lat, s.kv->k(layer_idx, s.n_past + t));
+            s.kv->write_k(layer_idx, s.n_past + t, row);
         }
     }
 
@@ -195,11 +196,8 @@ void Model::attention_mla(int64_t layer_idx, const float* xn, float* out, std::s
         io.q = qa.data() + s.row_begin * qa_dim;
         io.q_token_stride = qa_dim;
         io.q_head_stride = lat;
-        io.k = s.kv->k(layer_idx, 0);
-        io.k_token_stride = s.kv->k_row();
+        s.kv->bind_shared(layer_idx, io);  // V is the latent: the first `rank` values of each K row
         io.k_head_stride = 0;
-        io.v = io.k;  // V is the latent: the first `rank` values of each K row
-        io.v_token_stride = s.kv->k_row();
         io.v_head_stride = 0;
         io.out = att.data() + s.row_begin * n_head * rank;
         io.out_token_stride = n_head * rank;

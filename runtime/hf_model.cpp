@@ -5,15 +5,14 @@
 // or the values of the GGUF keys that express them.
 #include "runtime/hf_model.h"
 
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "kernels/error.h"
+#include "sharding/json_fields.h"
 
 namespace moerig::runtime {
 
@@ -24,85 +23,14 @@ using formats::GgufTensor;
 using formats::GgufType;
 using formats::GgufValue;
 using nlohmann::json;
+using sharding::JsonFields;
 
-/// Typed reads of config.json fields; errors name the file and the field.
-class Config {
-  public:
-    Config(json j, std::string label) : j_(std::move(j)), label_(std::move(label)) {}
-
-    const std::string& label() const { return label_; }
-    bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
-    const json& raw(const char* key) const { return j_[key]; }
-
-    int64_t u64(const char* key) const {
-        MOERIG_CHECK(has(key), ConfigError, "{}: missing field '{}'", label_, key);
-        const auto& v = j_[key];
-        MOERIG_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0, ConfigError,
-                     "{}: field '{}' must be a non-negative integer, got {}", label_, key, v.dump());
-        return v.get<int64_t>();
-    }
-    int64_t u64(const char* key, int64_t dflt) const { return has(key) ? u64(key) : dflt; }
-    double f64(const char* key) const {
-        MOERIG_CHECK(has(key), ConfigError, "{}: missing field '{}'", label_, key);
-        MOERIG_CHECK(j_[key].is_number(), ConfigError, "{}: field '{}' must be a number, got {}", label_, key,
-                     j_[key].dump());
-        return j_[key].get<double>();
-    }
-    double f64(const char* key, double dflt) const { return has(key) ? f64(key) : dflt; }
-    bool boolean(const char* key, bool dflt) const {
-        if (!has(key)) return dflt;
-        MOERIG_CHECK(j_[key].is_boolean(), ConfigError, "{}: field '{}' must be true or false, got {}", label_, key,
-                     j_[key].dump());
-        return j_[key].get<bool>();
-    }
-    std::string str(const char* key) const {
-        MOERIG_CHECK(has(key), ConfigError, "{}: missing field '{}'", label_, key);
-        MOERIG_CHECK(j_[key].is_string(), ConfigError, "{}: field '{}' must be a string, got {}", label_, key,
-                     j_[key].dump());
-        return j_[key].get<std::string>();
-    }
-    std::string str(const char* key, const std::string& dflt) const { return has(key) ? str(key) : dflt; }
-    /// An integer or a list of integers (eos_token_id).
-    std::vector<int32_t> ids(const char* key) const {
-        std::vector<int32_t> out;
-        if (!has(key)) return out;
-        const auto& v = j_[key];
-        auto one = [&](const json& x) {
-            MOERIG_CHECK(x.is_number_integer() && x.get<int64_t>() >= 0, ConfigError,
-                         "{}: field '{}' must be a token id or a list of token ids, got {}", label_, key, v.dump());
-            out.push_back(static_cast<int32_t>(x.get<int64_t>()));
-        };
-        if (v.is_array()) {
-            for (const auto& x : v) one(x);
-        } else {
-            one(v);
-        }
-        return out;
-    }
-
-  private:
-    json j_;
-    std::string label_;
-};
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p);
-    MOERIG_CHECK(in.good(), ConfigError, "{}: cannot open file", p.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-json parse_json(const std::string& text, const std::string& label) {
-    try {
-        json j = json::parse(text);
-        MOERIG_CHECK(j.is_object(), ConfigError, "{}: expected a JSON object at the top level", label);
-        return j;
-    } catch (const json::parse_error& e) {
-        MOERIG_THROW(ConfigError, "{}: invalid JSON at byte {}: {}", label, e.byte, e.what());
-    } catch (const json::exception& e) {
-        MOERIG_THROW(ConfigError, "{}: invalid JSON: {}", label, e.what());
-    }
+// A JSON file whose top level must be an object (config.json, generation_config.json).
+JsonFields read_json_object(const fs::path& path) {
+    const std::string label = path.string();
+    json j = sharding::parse_json(sharding::read_text_file(path), label);
+    MOERIG_CHECK(j.is_object(), ConfigError, "{}: expected a JSON object at the top level", label);
+    return JsonFields(std::move(j), label);
 }
 
 GgufValue v_u64(int64_t x) {
@@ -250,7 +178,7 @@ class NameMap {
     bool tied_;
 };
 
-Family parse_family(const Config& c, std::string& gguf_arch) {
+Family parse_family(const JsonFields& c, std::string& gguf_arch) {
     const std::string mt = c.str("model_type");
     static const std::map<std::string, std::pair<Family, const char*>> kFamilies = {
         {"mixtral", {Family::kMixtral, "llama"}},
@@ -274,7 +202,7 @@ Family parse_family(const Config& c, std::string& gguf_arch) {
 }
 
 /// Quantised checkpoints: DeepSeek's FP8 block scales and gpt-oss's MXFP4 are recognised and refused.
-void check_quantization(const Config& c) {
+void check_quantization(const JsonFields& c) {
     if (!c.has("quantization_config")) return;
     const auto& q = c.raw("quantization_config");
     const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
@@ -286,12 +214,12 @@ void check_quantization(const Config& c) {
                  c.label(), method);
 }
 
-void read_rope_scaling(const Config& c, Family f, const std::string& a, std::map<std::string, GgufValue>& kv) {
+void read_rope_scaling(const JsonFields& c, Family f, const std::string& a, std::map<std::string, GgufValue>& kv) {
     if (!c.has("rope_scaling")) return;
     const auto& rs = c.raw("rope_scaling");
     MOERIG_CHECK(rs.is_object(), ConfigError, "{}: field 'rope_scaling' must be an object or null, got {}", c.label(),
                  rs.dump());
-    const Config r(rs, c.label() + " (rope_scaling)");
+    const JsonFields r(rs, c.label() + " (rope_scaling)");
     const std::string type = r.has("rope_type") ? r.str("rope_type") : r.str("type", "default");
     if (type == "default") return;
     MOERIG_CHECK(type == "linear" || type == "yarn", UnsupportedError,
@@ -318,7 +246,7 @@ void read_rope_scaling(const Config& c, Family f, const std::string& a, std::map
 }
 
 /// config.json -> GGUF metadata.
-std::map<std::string, GgufValue> read_metadata(const Config& c, Family f, const std::string& a) {
+std::map<std::string, GgufValue> read_metadata(const JsonFields& c, Family f, const std::string& a) {
     std::map<std::string, GgufValue> kv;
     kv["general.architecture"] = v_str(a);
     kv["general.name"] = v_str(c.str("model_type"));
@@ -450,7 +378,7 @@ HfCheckpoint import_hf_checkpoint(const fs::path& path) {
     if (out.dir.empty()) out.dir = ".";
     out.config_path = out.dir / "config.json";
     const std::string label = out.config_path.string();
-    const Config c(parse_json(read_text(out.config_path), label), label);
+    const JsonFields c = read_json_object(out.config_path);
     check_quantization(c);
     std::string arch;
     const Family family = parse_family(c, arch);
@@ -460,7 +388,7 @@ HfCheckpoint import_hf_checkpoint(const fs::path& path) {
     out.eog_ids = c.ids("eos_token_id");
     const fs::path gen = out.dir / "generation_config.json";
     if (fs::exists(gen, ec)) {
-        const Config g(parse_json(read_text(gen), gen.string()), gen.string());
+        const JsonFields g = read_json_object(gen);
         for (int32_t id : g.ids("eos_token_id")) out.eog_ids.push_back(id);
     }
     std::sort(out.eog_ids.begin(), out.eog_ids.end());

@@ -116,41 +116,8 @@ void LocalCommunicator::account_compute_locked() {
     stats_.compute_s += delta;
 }
 
-void LocalCommunicator::check_peer(int peer, const char* what) const {
-    MOERIG_CHECK(peer >= 0 && peer < size(), ConfigError, "{} on rank {}: peer {} is not a rank of this {}-card group",
-                 what, rank_, peer, size());
-}
-
-void LocalCommunicator::group_start() {
-    ++group_depth_;
-}
-
-void LocalCommunicator::send(const void* data, size_t num_bytes, int peer) {
-    check_peer(peer, "send");
-    sends_.push_back(Op{const_cast<void*>(data), num_bytes, peer});
-    if (group_depth_ == 0) {
-        group_start();
-        group_end();
-    }
-}
-
-void LocalCommunicator::recv(void* data, size_t num_bytes, int peer) {
-    check_peer(peer, "recv");
-    recvs_.push_back(Op{data, num_bytes, peer});
-    if (group_depth_ == 0) {
-        group_start();
-        group_end();
-    }
-}
-
-void LocalCommunicator::group_end() {
-    MOERIG_CHECK(group_depth_ > 0, ConfigError, "group_end on rank {} without group_start", rank_);
-    if (--group_depth_ > 0) return;
+void LocalCommunicator::issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) {
     const auto wall_start = std::chrono::steady_clock::now();
-    std::vector<Op> sends = std::move(sends_);
-    std::vector<Op> recvs = std::move(recvs_);
-    sends_.clear();
-    recvs_.clear();
     LocalWorld& w = *world_;
     const int n = w.num_ranks_;
 
@@ -260,15 +227,7 @@ void LocalCommunicator::group_end() {
     const bool sleep = w.links_ && w.links_->sleeps();
     lock.unlock();
 
-    for (const Op& s : sends) {
-        if (s.peer == rank_) continue;
-        stats_.bytes_sent += s.num_bytes;
-        ++stats_.num_messages_sent;
-    }
-    for (const Op& r : recvs) {
-        if (r.peer != rank_) stats_.bytes_received += r.num_bytes;
-    }
-    ++stats_.num_groups;
+    count_group(sends, recvs);
     stats_.modelled_s += moved_s;
     // Demo mode: the group takes (at least) its modelled time in wall-clock terms; the real copies
     // above already spent part of it.

@@ -25,19 +25,14 @@ class CommunicatorAborted : public Error {
     using Error::Error;
 };
 
-class LocalCommunicator final : public Communicator {
+class LocalCommunicator final : public GroupedCommunicator {
   public:
     LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank);
 
     int rank() const override { return rank_; }
     int size() const override;
 
-    void group_start() override;
-    void group_end() override;
-    void send(const void* data, size_t num_bytes, int peer) override;
-    void recv(void* data, size_t num_bytes, int peer) override;
     void barrier() override;
-    CommStats stats() const override { return stats_; }
 
     /// Fails every rank's pending and future calls with an Error carrying reason: a card thread that
     /// hits an error calls this so that its peers do not wait for it forever.
@@ -58,21 +53,12 @@ class LocalCommunicator final : public Communicator {
     void account_compute();
 
   private:
-    struct Op {
-        void* data;
-        size_t num_bytes;
-        int peer;
-    };
-    void check_peer(int peer, const char* what) const;
+    void issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) override;
     /// Compute clock: CPU seconds since the mark, put on this rank's clock (caller holds the world's lock).
     void account_compute_locked();
 
     std::shared_ptr<LocalWorld> world_;
     int rank_;
-    int group_depth_ = 0;
-    std::vector<Op> sends_;
-    std::vector<Op> recvs_;
-    CommStats stats_;
     bool compute_clock_ = false;
     double compute_mark_s_ = 0;  // thread CPU time of the last mark
 };

@@ -127,6 +127,7 @@ struct ShardedModel::Card {
     std::vector<std::unique_ptr<KvCache>> kv;  // [slot], stage cards only
     MemoryReservation kv_charge;               // every slot's cache
     std::unique_ptr<Dispatcher> dispatcher;
+    std::unique_ptr<CardExpertsBackend> experts;  // options card_experts; null: experts from the mapping
     DispatchHandle handle;
     Buffer x;       // (tokens, n_embd) residual stream while this card holds it
     Buffer logits;  // output card: (rows wanted, n_vocab)
@@ -140,21 +141,24 @@ class ShardedExpertRunner final : public ExpertRunner {
   public:
     ShardedExpertRunner(const Model& model, Dispatcher& dispatcher, DispatchHandle& handle,
                         const std::vector<ExpertPlacement>& placements,
-                        const std::vector<std::vector<int>>& participants, kernels::ThreadPool& pool)
+                        const std::vector<std::vector<int>>& participants, kernels::ThreadPool& pool,
+                        CardExpertsBackend* backend)
         : model_(model),
           dispatcher_(dispatcher),
           handle_(handle),
           placements_(placements),
           participants_(participants),
-          pool_(pool) {}
+          pool_(pool),
+          backend_(backend) {}
 
     void run(int64_t layer_idx, const float* x, const RouterOutput& route, float* y) override {
         const LayerWeights& layer = model_.weights().layers.at(layer_idx);
-        if (participants_[layer_idx].size() == 1) {
+        if (participants_[layer_idx].size() == 1 && backend_ == nullptr) {
             run_experts_local(layer, model_.hparams().n_embd, x, route, y, pool_);
             return;
         }
-        CardLayerExperts experts(layer, model_.hparams().n_embd, pool_);
+        CardLayerExperts from_mapping(layer, model_.hparams().n_embd, pool_);
+        CardExperts& experts = backend_ != nullptr ? backend_->layer(layer_idx) : from_mapping;
         dispatcher_.forward(handle_, placements_[layer_idx], experts, x, route.num_tokens, route.expert_ids.data(),
                             route.weights.data(), y, participants_[layer_idx]);
     }
@@ -167,6 +171,7 @@ class ShardedExpertRunner final : public ExpertRunner {
     const std::vector<ExpertPlacement>& placements_;
     const std::vector<std::vector<int>>& participants_;
     kernels::ThreadPool& pool_;
+    CardExpertsBackend* backend_;  // null: the card's experts run from the mapping
 };
 
 ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const ShardedOptions& options)
@@ -179,7 +184,8 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
                  "sharded model: max_step_rows ({}) and max_logits_rows ({}) must be >= 0 (0: no limit)",
                  options_.max_step_rows, options_.max_logits_rows);
     const int n = layout_.num_cards();
-    auto shares = card_share_bytes(model.gguf(), hp, layout_, options_.context);
+    const KvOptions kv_options{.dtype = options_.kv_dtype, .max_step_rows = options_.max_step_rows};
+    auto shares = card_share_bytes(model.gguf(), hp, layout_, options_.context, kv_options);
     // Every sequence slot has its own KV cache on each stage card.
     for (CardShareBytes& share : shares) share.kv_cache *= static_cast<size_t>(options_.num_slots);
     // Refuse before anything is charged or allocated.
@@ -217,13 +223,18 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
         card->device = std::make_unique<CpuDevice>(sc.name, sc.budget_bytes, c);
         card->pool = std::make_unique<kernels::ThreadPool>(std::max(1, options_.threads_per_card));
         card->share = shares[c];
+        if (options_.card_experts && hp.n_expert > 0 && !sc.host) {
+            card->experts = options_.card_experts(
+                CardExpertsRequest{.model = model_, .layout = layout_, .card_idx = c, .pool = *card->pool});
+        }
         // Virtual cards read their tensors from the shared host mapping: the bytes are charged, not copied.
         card->weights = MemoryReservation(card->device->budget(), shares[c].dense_weights + shares[c].expert_weights,
                                           MemoryKind::kWeights);
         if (sc.layer_end > sc.layer_begin) {
             size_t kv_bytes = 0;
             for (int s = 0; s < options_.num_slots; ++s) {
-                card->kv.push_back(std::make_unique<KvCache>(hp, options_.context, sc.layer_begin, sc.layer_end));
+                card->kv.push_back(
+                    std::make_unique<KvCache>(hp, options_.context, sc.layer_begin, sc.layer_end, kv_options));
                 kv_bytes += card->kv.back()->bytes();
             }
             card->kv_charge = MemoryReservation(card->device->budget(), kv_bytes, MemoryKind::kKv);
@@ -329,7 +340,7 @@ void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::s
     std::unique_ptr<ShardedExpertRunner> runner;
     if (card.dispatcher) {
         runner = std::make_unique<ShardedExpertRunner>(model_, *card.dispatcher, card.handle, placements_,
-                                                       participants_, *card.pool);
+                                                       participants_, *card.pool, card.experts.get());
     }
 
     if (layout_.stage_card(0) == rank) embed_batch(model_, entries, x);
@@ -347,7 +358,8 @@ void ShardedModel::run_card(int rank, std::span<const SeqTokens> entries, std::s
         } else if (moe && participants_[l].size() > 1) {
             const auto& parts = participants_[l];
             if (std::find(parts.begin(), parts.end(), rank) != parts.end()) {
-                CardLayerExperts experts(model_.weights().layers.at(l), hp.n_embd, *card.pool);
+                CardLayerExperts from_mapping(model_.weights().layers.at(l), hp.n_embd, *card.pool);
+                CardExperts& experts = card.experts ? card.experts->layer(l) : from_mapping;
                 card.dispatcher->forward(card.handle, placements_[l], experts, nullptr, 0, nullptr, nullptr, nullptr,
                                          parts);
             }
@@ -394,9 +406,14 @@ std::vector<CardStats> ShardedModel::card_stats() const {
         s.busy_s = card.busy_s;
         s.modelled_link_s = comm.modelled_s;
         s.compute_clock_s = comm.compute_s;
+        s.expert_backend_bytes = card.experts ? card.experts->weight_bytes() : 0;
         out.push_back(s);
     }
     return out;
+}
+
+const CardExpertsBackend* ShardedModel::card_experts(int card_idx) const {
+    return cards_.at(static_cast<size_t>(card_idx))->experts.get();
 }
 
 double ShardedModel::modelled_s() const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/batch.h"
+#include "runtime/card_experts_backend.h"
 #include "runtime/local_communicator.h"
 #include "runtime/model.h"
 #include "runtime/sharded_layout.h"
@@ -24,6 +25,9 @@ struct ShardedOptions {
     bool emulate_links = false;  ///< model PCIe link time from the layout's links
     bool sleep_links = false;    ///< with emulation: sleep so wall-clock time includes link time
     bool quantize_8bit = false;  ///< dispatch hidden states as int8 + per-row scale
+    /// The stage cards' KV cache rows: F32, or F16 as a plan from `moerig plan` counts them. Sliding-window
+    /// layers keep a ring sized for max_step_rows new positions per step (the whole context when it is 0).
+    DType kv_dtype = DType::F32;
     /// With emulation: every card's compute (its thread's CPU time) moves its virtual clock too, so
     /// modelled_s() is the time of a rig whose cards each compute on a processor of their own at this CPU's
     /// per-core speed, with the emulated links, whatever the host's core count (LocalCommunicator::
@@ -36,6 +40,10 @@ struct ShardedOptions {
     int64_t max_step_rows = 0;
     /// Logits rows the output card computes at once (its logits buffer); 0: every wanted row of a ubatch.
     int64_t max_logits_rows = 0;
+    /// Makes each card's expert backend (e.g. runtime/cuda/cuda_card_experts.h: its experts on a GPU); with one,
+    /// every MoE layer runs through the dispatcher, even where the stage card holds all its experts. Empty: the
+    /// cards compute their experts on the CPU from the model mapping.
+    CardExpertsFactory card_experts = {};
 };
 
 /// What one card did and holds.
@@ -54,6 +62,8 @@ struct CardStats {
     double busy_s = 0;           ///< wall time computing (time waiting in communication excluded)
     double modelled_link_s = 0;  ///< modelled link time (emulation only)
     double compute_clock_s = 0;  ///< compute put on the card's virtual clock (compute_clock only)
+    /// Expert weights the card's expert backend holds on a device of its own (ShardedOptions::card_experts).
+    size_t expert_backend_bytes = 0;
 };
 
 class ShardedModel {
@@ -80,6 +90,8 @@ class ShardedModel {
     const ShardLayout& layout() const { return layout_; }
     const Model& model() const { return model_; }
     std::vector<CardStats> card_stats() const;
+    /// The card's expert backend (ShardedOptions::card_experts); nullptr when it computes from the mapping.
+    const CardExpertsBackend* card_experts(int card_idx) const;
     /// The slowest card's virtual clock so far (emulation only): modelled link time, plus compute with
     /// compute_clock.
     double modelled_s() const;

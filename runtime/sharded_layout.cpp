@@ -235,7 +235,7 @@ int ShardLayout::num_hosts() const {
 }
 
 std::vector<CardShareBytes> card_share_bytes(const formats::GgufModel& gguf, const ModelHParams& hp,
-                                             const ShardLayout& layout, int64_t context) {
+                                             const ShardLayout& layout, int64_t context, const KvOptions& kv) {
     std::vector<CardShareBytes> out(layout.num_cards());
     const int output_card = layout.stage_card(hp.n_layer - 1);
     for (const formats::GgufTensor& t : gguf.tensors()) {
@@ -258,12 +258,9 @@ std::vector<CardShareBytes> card_share_bytes(const formats::GgufModel& gguf, con
         }
         out[layout.stage_card(l)].dense_weights += t.num_bytes;
     }
-    const int64_t k_row = hp.is_mla() ? hp.kv_lora_rank + hp.n_rot : hp.n_head_kv * hp.head_dim_k;
-    const int64_t v_row = hp.is_mla() ? 0 : hp.n_head_kv * hp.head_dim_v;
     for (int c = 0; c < layout.num_cards(); ++c) {
         const ShardCard& card = layout.cards[c];
-        out[c].kv_cache =
-            static_cast<size_t>((k_row + v_row) * context * (card.layer_end - card.layer_begin)) * sizeof(float);
+        out[c].kv_cache = KvCache::bytes_for(hp, context, card.layer_begin, card.layer_end, kv);
     }
     return out;
 }

@@ -10,6 +10,7 @@
 
 #include "runtime/dispatcher.h"
 #include "runtime/hparams.h"
+#include "runtime/kv_cache.h"
 #include "runtime/link_emulation.h"
 
 namespace moerig::formats {
@@ -84,8 +85,8 @@ struct CardShareBytes {
 };
 
 /// Exact bytes each card holds for gguf under layout (the token embedding stays in host memory, as the
-/// planner assumes; the output norm and head go to the last stage's card).
+/// planner assumes; the output norm and head go to the last stage's card), with KV caches of type and ring kv.
 std::vector<CardShareBytes> card_share_bytes(const formats::GgufModel& gguf, const ModelHParams& hp,
-                                             const ShardLayout& layout, int64_t context);
+                                             const ShardLayout& layout, int64_t context, const KvOptions& kv = {});
 
 }  // namespace moerig::runtime

@@ -32,7 +32,8 @@ ShardLayout layout_from(const proto::Plan& plan, const Model& model, std::string
 
 /// The fitting plan of a model on a rig at this workload, or OutOfMemoryError.
 proto::Plan plan_model(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
-                       int64_t gen_tokens, const std::string& strategy_choice, bool allow_host_spill, int64_t batch) {
+                       int64_t gen_tokens, const std::string& strategy_choice, bool allow_host_spill, int64_t batch,
+                       DType kv_dtype) {
     const sharding::ModelAccount account = sharding::account_gguf(model.gguf());
     const sharding::RigSpec rig_spec = sharding::load_rig(rig);
     sharding::Workload workload;
@@ -43,7 +44,7 @@ proto::Plan plan_model(const Model& model, const std::string& rig, int64_t conte
     sharding::PlanOptions options;
     options.strategy = sharding::parse_strategy_choice(strategy_choice);
     options.allow_host_spill = allow_host_spill;
-    options.kv_cache_dtype = DType::F32;  // what the virtual cards' KvCache holds
+    options.kv_cache_dtype = check_kv_dtype(kv_dtype, "run_sharded");  // what the virtual cards' KvCache holds
     const sharding::PlanResult result = sharding::plan(account, rig_spec, workload, options);
     MOERIG_CHECK(result.fits(), OutOfMemoryError, "{} does not fit on rig '{}' with a context of {} tokens{}",
                  model.gguf().path(), rig, context,
@@ -61,11 +62,19 @@ ShardedOptions plan_step_limits(const proto::Plan& plan, ShardedOptions options)
     return options;
 }
 
+DType plan_kv_dtype(const proto::Plan& plan, const std::string& source) {
+    const std::string& name = plan.workload().kv_cache_dtype();
+    if (name.empty()) return DType::F16;
+    const std::optional<DType> dtype = dtype_from_name(name);
+    MOERIG_CHECK(dtype.has_value(), FormatError, "{}: workload.kv_cache_dtype '{}' is not a known type", source, name);
+    return check_kv_dtype(*dtype, source + ": workload.kv_cache_dtype");
+}
+
 ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
                         int64_t gen_tokens, const std::string& strategy_choice, std::string* strategy,
-                        double* predicted_tokens_per_s, bool allow_host_spill, int64_t batch) {
+                        double* predicted_tokens_per_s, bool allow_host_spill, int64_t batch, DType kv_dtype) {
     const proto::Plan plan =
-        plan_model(model, rig, context, prompt_tokens, gen_tokens, strategy_choice, allow_host_spill, batch);
+        plan_model(model, rig, context, prompt_tokens, gen_tokens, strategy_choice, allow_host_spill, batch, kv_dtype);
     return layout_from(plan, model, strategy, predicted_tokens_per_s, batch);
 }
 
@@ -89,10 +98,15 @@ ShardedRunResult run_sharded(const ShardedRunRequest& req) {
     auto model = Model::load(req.model_path, model_options);
 
     ShardedRunResult result;
-    const proto::Plan plan = req.plan_path.empty()
-                                 ? plan_model(*model, req.rig, context, static_cast<int64_t>(longest), req.max_tokens,
-                                              req.strategy, req.allow_host_spill, num_seqs)
-                                 : sharding::read_plan(req.plan_path);
+    const proto::Plan plan = req.plan_path.empty() ? plan_model(*model, req.rig, context, static_cast<int64_t>(longest),
+                                                                req.max_tokens, req.strategy, req.allow_host_spill,
+                                                                num_seqs, req.kv_dtype.value_or(DType::F32))
+                                                   : sharding::read_plan(req.plan_path);
+    // The cards hold the KV type the plan counted, so that what they charge is what it predicted.
+    result.kv_dtype = req.plan_path.empty() ? req.kv_dtype.value_or(DType::F32) : plan_kv_dtype(plan, req.plan_path);
+    MOERIG_CHECK(!req.kv_dtype || *req.kv_dtype == result.kv_dtype, ConfigError,
+                 "{}: the plan counts a {} KV cache; run it with that type (or plan again for {})", req.plan_path,
+                 dtype_name(result.kv_dtype), dtype_name(*req.kv_dtype));
     ShardLayout layout = layout_from(plan, *model, &result.strategy, &result.predicted_decode_tokens_per_s, num_seqs);
     // Steps run in ubatches of the rows the plan reserved buffers for (a prompt longer than the plan's runs in
     // several), with logits for one row per sequence of the plan's batch at a time.
@@ -103,6 +117,8 @@ ShardedRunResult run_sharded(const ShardedRunRequest& req) {
     options.emulate_links = req.emulate_links;
     options.sleep_links = req.sleep_links;
     options.quantize_8bit = req.quantize_8bit;
+    options.kv_dtype = result.kv_dtype;
+    options.card_experts = req.card_experts;
     ShardedModel sharded(*model, std::move(layout), options);  // refuses over-budget cards before loading
 
     // Every sequence has its own sampler (same parameters, so the same seed: equal prompts sample alike).

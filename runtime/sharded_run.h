@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,13 +30,20 @@ struct ShardedRunRequest {
     bool allow_host_spill = false;  ///< when planning: cold experts may stay in host RAM (run on the CPU)
     int batch = 1;                  ///< sequences decoded together, each from `prompt` (unless `prompts` is given)
     std::vector<std::vector<int32_t>> prompts;  ///< one prompt per sequence; overrides prompt and batch
+    /// The virtual cards' KV cache type (F32 or F16). Unset: F32 when planning; a plan file's own type (F16 for
+    /// plans from `moerig plan`). Set with a plan file, it must be the plan's type.
+    std::optional<DType> kv_dtype;
+    /// Each card's expert backend (ShardedOptions::card_experts, e.g. cuda_card_experts: experts on a GPU);
+    /// empty: the cards compute their experts on the CPU.
+    CardExpertsFactory card_experts = {};
 };
 
 struct ShardedRunResult {
     std::vector<int32_t> tokens;                  ///< generated tokens (prompt excluded) of the first sequence
     std::vector<std::vector<int32_t>> sequences;  ///< generated tokens of every sequence of the batch
     std::vector<CardStats> cards;
-    std::string strategy;  ///< the plan's: "pipeline", "expert_parallel", "hybrid"
+    std::string strategy;         ///< the plan's: "pipeline", "expert_parallel", "hybrid"
+    DType kv_dtype = DType::F32;  ///< the KV cache type the cards held
     double prefill_s = 0;
     double decode_s = 0;
     double decode_tokens_per_s = 0;            ///< all sequences' tokens per second of decode steps
@@ -46,6 +54,10 @@ struct ShardedRunResult {
 /// options with the step limits the plan reserved buffers for: ubatches of its workload's rows (the batch, or
 /// a prefill ubatch of its prompt) and logits for one row per sequence of its batch.
 ShardedOptions plan_step_limits(const proto::Plan& plan, ShardedOptions options = {});
+
+/// The KV cache type a plan counted (its workload's kv_cache_dtype; F16 for plans without one, as `moerig plan`
+/// wrote them). ConfigError naming `source` for a type the CPU cache cannot hold.
+DType plan_kv_dtype(const proto::Plan& plan, const std::string& source);
 
 /// Plans (or reads the plan), refuses a plan that does not fit or needs more than a card's budget
 /// (before loading anything), runs prefill and decode across one virtual card per planned card and
@@ -60,6 +72,6 @@ ShardedRunResult run_sharded(const ShardedRunRequest& request);
 ShardLayout plan_layout(const Model& model, const std::string& rig, int64_t context, int64_t prompt_tokens,
                         int64_t gen_tokens, const std::string& strategy_choice = "auto",
                         std::string* strategy = nullptr, double* predicted_tokens_per_s = nullptr,
-                        bool allow_host_spill = false, int64_t batch = 1);
+                        bool allow_host_spill = false, int64_t batch = 1, DType kv_dtype = DType::F32);
 
 }  // namespace moerig::runtime

@@ -1,4 +1,5 @@
-// Utf8Stream: hold back incomplete UTF-8 tails; DetokenizerStream: pieces of generated tokens through it.
+// Utf8Stream: hold back incomplete UTF-8 tails; DetokenizerStream: pieces of generated tokens through it;
+// is_whole_utf8: the structural check of whole characters.
 #include "runtime/utf8_stream.h"
 
 #include "runtime/tokenizer.h"
@@ -28,6 +29,19 @@ bool second_ok(uint8_t lead, uint8_t b) {
 }
 
 }  // namespace
+
+bool is_whole_utf8(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        const size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > s.size()) return false;
+        for (size_t k = 1; k < len; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+        i += len;
+    }
+    return true;
+}
 
 std::string Utf8Stream::push(std::string_view bytes) {
     pending_.append(bytes);

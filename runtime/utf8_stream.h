@@ -10,6 +10,11 @@ namespace moerig::runtime {
 
 class Tokenizer;
 
+/// True when s holds whole UTF-8 characters only: every lead byte followed by all its continuation bytes. A check
+/// of structure, as lenient as llama.cpp's reading of UTF-8: overlong forms and surrogates pass (Utf8Stream's
+/// output, being strict, always does).
+bool is_whole_utf8(std::string_view s);
+
 /// Buffers bytes and releases only whole, valid UTF-8 characters. Bytes that can never form a character
 /// (stray continuation bytes, bad leads, a lead cut off by a non-continuation) come out as U+FFFD.
 class Utf8Stream {

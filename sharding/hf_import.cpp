@@ -3,12 +3,11 @@
 // tensor list tells (MTP layers, biases, q/k norms, sinks, tied embeddings).
 #include "sharding/hf_import.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "kernels/error.h"
+#include "sharding/json_fields.h"
 #include "sharding/suggest.h"
 
 namespace moerig::sharding {
@@ -17,63 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Typed reads of config.json fields with errors naming the input and the field.
-class Fields {
-  public:
-    Fields(const json& j, const std::string& label) : j_(j), label_(label) {}
-
-    bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
-    uint64_t u64(const char* key) const {
-        MOERIG_CHECK(has(key), ConfigError, "{}: missing field '{}'", label_, key);
-        const auto& v = j_[key];
-        MOERIG_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0, ConfigError,
-                     "{}: field '{}' must be a non-negative integer, got {}", label_, key, v.dump());
-        return v.get<uint64_t>();
-    }
-    uint64_t u64(const char* key, uint64_t dflt) const { return has(key) ? u64(key) : dflt; }
-    double f64(const char* key, double dflt) const {
-        if (!has(key)) return dflt;
-        MOERIG_CHECK(j_[key].is_number(), ConfigError, "{}: field '{}' must be a number, got {}", label_, key,
-                     j_[key].dump());
-        return j_[key].get<double>();
-    }
-    bool boolean(const char* key, bool dflt) const {
-        if (!has(key)) return dflt;
-        MOERIG_CHECK(j_[key].is_boolean(), ConfigError, "{}: field '{}' must be true or false, got {}", label_, key,
-                     j_[key].dump());
-        return j_[key].get<bool>();
-    }
-    std::string str(const char* key, const std::string& dflt) const {
-        if (!has(key)) return dflt;
-        MOERIG_CHECK(j_[key].is_string(), ConfigError, "{}: field '{}' must be a string, got {}", label_, key,
-                     j_[key].dump());
-        return j_[key].get<std::string>();
-    }
-
-  private:
-    const json& j_;
-    const std::string& label_;
-};
-
-json parse_json(const std::string& text, const std::string& label) {
-    try {
-        return json::parse(text);
-    } catch (const json::parse_error& e) {
-        MOERIG_THROW(ConfigError, "{}: invalid JSON at byte {}: {}", label, e.byte, e.what());
-    } catch (const json::exception& e) {  // e.g. a number too large for any JSON number type
-        MOERIG_THROW(ConfigError, "{}: invalid JSON: {}", label, e.what());
-    }
-}
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p);
-    MOERIG_CHECK(in.good(), ConfigError, "{}: cannot open file", p.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void read_common(const Fields& f, ModelSpec& s) {
+void read_common(const JsonFields& f, ModelSpec& s) {
     s.hidden = f.u64("hidden_size");
     s.num_layers = static_cast<uint32_t>(f.u64("num_hidden_layers"));
     s.vocab = f.u64("vocab_size");
@@ -89,7 +32,7 @@ void read_common(const Fields& f, ModelSpec& s) {
     s.norm_topk = f.boolean("norm_topk_prob", false);
 }
 
-void read_deepseek(const Fields& f, ModelSpec& s, bool v3) {
+void read_deepseek(const JsonFields& f, ModelSpec& s, bool v3) {
     s.arch = "deepseek2";
     s.attention = AttentionKind::kMla;
     s.q_lora_rank = static_cast<uint32_t>(f.u64("q_lora_rank", 0));  // null in V2-Lite
@@ -112,7 +55,7 @@ void read_deepseek(const Fields& f, ModelSpec& s, bool v3) {
     if (v3) s.num_mtp_layers = static_cast<uint32_t>(f.u64("num_nextn_predict_layers", 0));
 }
 
-void read_model_type(const std::string& type, const Fields& f, ModelSpec& s) {
+void read_model_type(const std::string& type, const JsonFields& f, ModelSpec& s) {
     if (type == "mixtral") {
         s.arch = "llama";
         s.expert_ffn = f.u64("intermediate_size");
@@ -204,14 +147,14 @@ ModelSpec parse_hf_config(const std::string& config_json, const std::optional<st
     MOERIG_CHECK(j.is_object(), ConfigError, "{}: expected a JSON object", label);
     ModelSpec s;
     s.source = label;
-    const Fields f(j, label);
+    const JsonFields f(j, label);
     MOERIG_CHECK(f.has("model_type"), ConfigError, "{}: missing field 'model_type'", label);
     const std::string type = f.str("model_type", "");
     read_common(f, s);
     read_model_type(type, f, s);
     read_layer_types(j, s);
     if (j.contains("quantization_config") && j["quantization_config"].is_object()) {
-        const std::string method = Fields(j["quantization_config"], label).str("quant_method", "");
+        const std::string method = JsonFields(j["quantization_config"], label).str("quant_method", "");
         if (method == "fp8" || method == "mxfp4") s.native_dtype = method;
     }
     std::string stem = fs::path(label).parent_path().filename().string();
@@ -226,8 +169,8 @@ ModelSpec load_hf_config(const fs::path& config_path) {
     const fs::path config = fs::is_directory(config_path) ? config_path / "config.json" : config_path;
     const fs::path index = config.parent_path() / "model.safetensors.index.json";
     std::optional<std::string> index_text;
-    if (fs::exists(index)) index_text = read_text(index);
-    return parse_hf_config(read_text(config), index_text, config.string());
+    if (fs::exists(index)) index_text = read_text_file(index);
+    return parse_hf_config(read_text_file(config), index_text, config.string());
 }
 
 }  // namespace moerig::sharding

@@ -178,7 +178,9 @@ void refine_layers(const PlanProblem& problem, Layout& layout, std::vector<doubl
                 }
             }
             const double best_t = std::min(best_share_t, best_swap_t);
-            if (t_slow - best_t < kMinStepGain * t_slow) break;
+            // No move found (best_t == t_slow; also when every card of the group is idle, t_slow == 0, where the
+            // relative test alone would go on with the defaults of a move that does not exist), or too small a gain.
+            if (!(best_t < t_slow) || t_slow - best_t < kMinStepGain * t_slow) break;
             if (best_share_t <= best_swap_t) {
                 auto& copies = layout.experts[l][best_e];
                 const double moved_share = best_moved / layer.expert_prob[best_e];

@@ -106,6 +106,7 @@ PlanResult plan(const ModelAccount& model, const RigSpec& rig, const Workload& w
                      fmt::join(problems, "; "));
     }
     result.plan = to_proto(result.problem, layout, result.chosen.prediction);
+    result.plan.mutable_workload()->set_kv_cache_dtype(std::string(dtype_name(options.kv_cache_dtype)));
     if (trace) result.plan.set_trace_name(trace->model);
     if (!layout.feasible) {
         result.advice = explain_no_fit(model, rig, workload, options, trace, layout.infeasible_reason, requant);

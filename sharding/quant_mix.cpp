@@ -1,6 +1,6 @@
 // llama-quantize presets as per-tensor type rules, so that catalog and config.json models can be planned
 // "as if" quantised. The rules restate llama.cpp's llama_tensor_get_type (src/llama-quant.cpp) for the
-// presets we offer, without imatrix. tests/unit/test_accounting.cpp holds them to files llama.cpp quantised
+// presets we offer, without imatrix. tests/core/test_accounting.cpp holds them to files llama.cpp quantised
 // (tests/data/models):
 //   * 1-D tensors (norms, sinks), biases (".bias") and routers (ffn_gate_inp, ffn_gate_inp_shexp) stay F32.
 //   * F16 / BF16: every other matrix in that type.

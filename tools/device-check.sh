@@ -2,8 +2,9 @@
 # One-shot GPU check of the CUDA backend on a borrowed machine (written for one H200, sm_90, < 8 minutes):
 # dependencies, a fresh sm_90 build of only the needed targets, the CUDA kernel tests, CudaDevice/virtual
 # cards/one-rank NCCL tests, the engine's GPU forward pass on every fixture model against the CPU engine, the
-# device-copy communicator on 4 virtual cards, `moerig probe`, and bench_cuda_decode. Every step logs to OUTDIR and a failing
-# step does not stop the others; OUTDIR/summary.txt lists PASS/FAIL/SKIP per step plus the figures.
+# device-copy communicator on 4 virtual cards, sharded runs with every card's experts on 4 virtual cards of the GPU,
+# `moerig probe`, and bench_cuda_decode. Every step logs to OUTDIR and a failing step does not stop the others;
+# OUTDIR/summary.txt lists PASS/FAIL/SKIP per step plus the figures.
 # Exit code: 0 when no step failed, 1 otherwise. At most 8 files are written, all directly in OUTDIR.
 # Usage: tools/device-check.sh OUTDIR   (env: BUILD_DIR=build-device, CUDA_ARCH=90, JOBS=$(nproc))
 # A machine without our Debian build dependencies (the lent H200 has none and no network) runs binaries
@@ -199,21 +200,24 @@ else
     skip "cuda device + nccl tests" "moerig_integration_tests did not build"
 fi
 # 5b. The engine's GPU forward pass on every fixture model against the CPU engine (greedy tokens, logits NMSE),
-# `moerig run --gpu` against the CPU run, and the device-copy communicator joining 4 virtual cards of the GPU
-# (all_to_all_v, the unchanged dispatcher).
+# `moerig run --gpu` against the CPU run, the device-copy communicator joining 4 virtual cards of the GPU
+# (all_to_all_v, the unchanged dispatcher), and sharded runs whose expert FFNs run on 4 virtual cards of the GPU
+# (CudaCardExperts: every fixture model under pipeline, expert-parallel and hybrid layouts against the one-card
+# CPU engine, per-card GPU budgets, `moerig run --rig --gpu`). One log, so OUTDIR keeps at most 8 files.
 ENGINE_LOG="$OUT/engine-tests.log"
 if [ "${target_ok[moerig_integration_tests]}" = 1 ]; then
     export MOERIG_TEST_DATA_DIR="$ROOT/tests/data"  # prebuilt binaries carry the build machine's paths
     case "$BIN_MOERIG" in /*) export MOERIG_CLI_BIN="$BIN_MOERIG" ;; *) export MOERIG_CLI_BIN="$ROOT/$BIN_MOERIG" ;; esac
-    run_step "cuda engine fixtures + 4-virtual-card communicator" \
-        "$ENGINE_LOG" 240 "$BIN_INTEGRATION_TESTS" --gtest_filter='CudaEngine*:*CudaEngine*:DeviceCopyCommunicator*'
+    run_step "cuda engine fixtures + 4-virtual-card communicator + sharded experts" \
+        "$ENGINE_LOG" 330 "$BIN_INTEGRATION_TESTS" \
+        --gtest_filter='CudaEngine*:*CudaEngine*:DeviceCopyCommunicator*:*CudaSharded*'
     gtest_figures "$ENGINE_LOG"
     if grep -q 'no CUDA GPU on this machine' "$ENGINE_LOG"; then
         note "FAIL cuda engine tests skipped: the GPU was not visible to CUDA"
         failures=$((failures + 1))
     fi
 else
-    skip "cuda engine fixtures + 4-virtual-card communicator" "moerig_integration_tests did not build"
+    skip "cuda engine fixtures + 4-virtual-card communicator + sharded experts" "moerig_integration_tests did not build"
 fi
 
 # 6. Decode benchmark: weight bytes per step / time vs device-to-device cudaMemcpy bandwidth.

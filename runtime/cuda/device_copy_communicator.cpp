@@ -94,46 +94,13 @@ CudaDevice& DeviceCopyCommunicator::device() const {
     return *world_->devices_[static_cast<size_t>(rank_)];
 }
 
-void DeviceCopyCommunicator::check_peer(int peer, const char* what) const {
-    MOERIG_CHECK(peer >= 0 && peer < size(), ConfigError, "{} on rank {}: peer {} is not a rank of this {}-card group",
-                 what, rank_, peer, size());
-}
-
-void DeviceCopyCommunicator::group_start() {
-    ++group_depth_;
-}
-
-void DeviceCopyCommunicator::send(const void* data, size_t num_bytes, int peer) {
-    check_peer(peer, "send");
-    sends_.push_back(Op{const_cast<void*>(data), num_bytes, peer});
-    if (group_depth_ == 0) {
-        group_start();
-        group_end();
-    }
-}
-
-void DeviceCopyCommunicator::recv(void* data, size_t num_bytes, int peer) {
-    check_peer(peer, "recv");
-    recvs_.push_back(Op{data, num_bytes, peer});
-    if (group_depth_ == 0) {
-        group_start();
-        group_end();
-    }
-}
-
 void DeviceCopyCommunicator::abort(const std::string& reason) {
     std::lock_guard lock(world_->mutex_);
     world_->abort_locked(reason);
 }
 
-void DeviceCopyCommunicator::group_end() {
-    MOERIG_CHECK(group_depth_ > 0, ConfigError, "group_end on rank {} without group_start", rank_);
-    if (--group_depth_ > 0) return;
+void DeviceCopyCommunicator::issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) {
     const auto wall_start = std::chrono::steady_clock::now();
-    std::vector<Op> sends = std::move(sends_);
-    std::vector<Op> recvs = std::move(recvs_);
-    sends_.clear();
-    recvs_.clear();
     DeviceCopyWorld& w = *world_;
     const int n = w.num_ranks();
     CudaDevice& dev = device();
@@ -252,15 +219,7 @@ void DeviceCopyCommunicator::group_end() {
         MOERIG_CUDA_CHECK(cudaStreamWaitEvent(stream, p.done, 0));
     }
 
-    for (const Op& s : sends) {
-        if (s.peer == rank_) continue;
-        stats_.bytes_sent += s.num_bytes;
-        ++stats_.num_messages_sent;
-    }
-    for (const Op& r : recvs) {
-        if (r.peer != rank_) stats_.bytes_received += r.num_bytes;
-    }
-    ++stats_.num_groups;
+    count_group(sends, recvs);
     stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 }
 

@@ -24,7 +24,7 @@ namespace moerig::runtime::cuda {
 
 class DeviceCopyWorld;
 
-class DeviceCopyCommunicator final : public Communicator {
+class DeviceCopyCommunicator final : public GroupedCommunicator {
   public:
     DeviceCopyCommunicator(std::shared_ptr<DeviceCopyWorld> world, int rank);
     ~DeviceCopyCommunicator() override;
@@ -33,15 +33,10 @@ class DeviceCopyCommunicator final : public Communicator {
 
     int rank() const override { return rank_; }
     int size() const override;
-    void group_start() override;
-    void group_end() override;
-    void send(const void* data, size_t num_bytes, int peer) override;
-    void recv(void* data, size_t num_bytes, int peer) override;
     /// Waits for this rank's queued work, then for every rank to enter barrier().
     void barrier() override;
     /// Waits until this rank's stream (and so its received copies) is done.
     void synchronize() override;
-    CommStats stats() const override { return stats_; }
     /// Fails every rank's pending and future calls (a rank thread that hit an error calls it so that its peers
     /// do not wait for it forever).
     void abort(const std::string& reason);
@@ -49,20 +44,12 @@ class DeviceCopyCommunicator final : public Communicator {
     CudaDevice& device() const;
 
   private:
-    struct Op {
-        void* data;
-        size_t num_bytes;
-        int peer;
-    };
-    void check_peer(int peer, const char* what) const;
+    void issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) override;
 
     std::shared_ptr<DeviceCopyWorld> world_;
     int rank_;
-    int group_depth_ = 0;
-    std::vector<Op> sends_, recvs_;
     cudaEvent_t ready_ = nullptr;  // recorded after the work that fills this rank's send buffers
     cudaEvent_t done_ = nullptr;   // recorded after this rank's received copies
-    CommStats stats_;
 };
 
 /// One communicator per device (rank i uses devices[i]'s stream), each to be driven by its own thread.

@@ -27,19 +27,6 @@ Vocab load(const char* name) {
     return v;
 }
 
-bool valid_utf8(std::string_view s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-        if (len == 0 || i + len > s.size()) return false;
-        for (size_t k = 1; k < len; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-        i += len;
-    }
-    return true;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -51,9 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         moerig::runtime::DetokenizerStream stream(*v->tok, true);
         for (int32_t id : ids) {
             if (id < 0 || static_cast<size_t>(id) >= v->tok->vocab_size()) std::abort();
-            if (!valid_utf8(stream.push(id))) std::abort();
+            if (!moerig::runtime::is_whole_utf8(stream.push(id))) std::abort();
         }
-        if (!valid_utf8(stream.finish())) std::abort();
+        if (!moerig::runtime::is_whole_utf8(stream.finish())) std::abort();
         // Byte-level BPE and SPM with byte fallback lose nothing: pieces give back the text's bytes.
         // Checked where the lenient UTF-8 reading is lossless (no U+FFFD substitutions, no overlong forms).
         std::string canonical;

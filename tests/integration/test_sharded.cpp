@@ -176,7 +176,9 @@ TEST(Sharded, ComputeClockPutsEachCardsComputeOnItsOwnClockWithoutChangingResult
         EXPECT_GE(timed.modelled_s(), links);
         // A layer split at batch 1 is serial: every step waits for stage 0, then stage 1, so the clock holds at
         // least every card's compute one after another.
-        if (layout == &pipeline) EXPECT_GE(timed.modelled_s(), sum);
+        if (layout == &pipeline) {
+            EXPECT_GE(timed.modelled_s(), sum);
+        }
     }
     EXPECT_THROW(ShardedModel(*model, ep, ShardedOptions{.context = kContext, .compute_clock = true}),
                  moerig::ConfigError);

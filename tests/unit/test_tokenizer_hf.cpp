@@ -4,14 +4,12 @@
 // exactly the library's (tools/make_hf_tokenizer_fixtures.py). Plus NFC and the error paths.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "kernels/error.h"
 #include "runtime/tokenizer.h"
 #include "runtime/tokenizer_nfc.h"
+#include "tests/common/fixture_cache.h"
 
 using moerig::FormatError;
 using moerig::UnsupportedError;
@@ -27,15 +25,15 @@ struct Fixture {
     std::unique_ptr<Tokenizer> tokenizer;
 };
 
-const Fixture& fixture(const std::string& name) {
-    static std::map<std::string, Fixture> cache;
-    auto it = cache.find(name);
-    if (it != cache.end()) return it->second;
+Fixture load_fixture(const std::string& name) {
     Fixture f;
-    std::ifstream in(kDir + name + ".truth.json");
-    f.truth = nlohmann::json::parse(in);
+    f.truth = moerig::testing::read_json_file(kDir + name + ".truth.json");
     f.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_hf_json(kDir + f.truth["tokenizer"].get<std::string>()));
-    return cache.emplace(name, std::move(f)).first->second;
+    return f;
+}
+
+const Fixture& fixture(const std::string& name) {
+    return moerig::testing::load_once<load_fixture>(name);
 }
 
 std::string show(const std::vector<int32_t>& ids) {

@@ -10,9 +10,11 @@
 #include "formats/gguf.h"
 #include "runtime/tokenizer.h"
 #include "runtime/utf8_stream.h"
+#include "tests/common/fixture_cache.h"
 
 using moerig::formats::GgufModel;
 using moerig::runtime::DetokenizerStream;
+using moerig::runtime::is_whole_utf8;
 using moerig::runtime::Tokenizer;
 
 namespace {
@@ -25,17 +27,17 @@ struct Fixture {
     std::unique_ptr<Tokenizer> tokenizer;
 };
 
-// Loaded once per vocabulary: parsing the larger vocabularies dominates the test time otherwise.
-const Fixture& fixture(const std::string& name) {
-    static std::map<std::string, Fixture> cache;
-    auto it = cache.find(name);
-    if (it != cache.end()) return it->second;
+Fixture load_fixture(const std::string& name) {
     Fixture f;
-    std::ifstream in(kDir + name + ".json");
-    f.truth = nlohmann::json::parse(in);
+    f.truth = moerig::testing::read_json_file(kDir + name + ".json");
     f.model = std::make_unique<GgufModel>(kDir + f.truth["vocab"].get<std::string>());
     f.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*f.model));
-    return cache.emplace(name, std::move(f)).first->second;
+    return f;
+}
+
+// Loaded once per vocabulary.
+const Fixture& fixture(const std::string& name) {
+    return moerig::testing::load_once<load_fixture>(name);
 }
 
 std::string hex(const std::string& bytes) {
@@ -53,19 +55,6 @@ std::string unhex(const std::string& h) {
     for (size_t i = 0; i + 1 < h.size(); i += 2)
         out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
     return out;
-}
-
-bool valid_utf8(const std::string& s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-        if (len == 0 || i + len > s.size()) return false;
-        for (size_t k = 1; k < len; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-        i += len;
-    }
-    return true;
 }
 
 class TokenizerVsLlamaCpp : public ::testing::TestWithParam<std::string> {};
@@ -133,12 +122,12 @@ TEST_P(TokenizerVsLlamaCpp, StreamingDetokenizerNeverEmitsPartialUtf8) {
         std::string all;
         for (int32_t id : ids) {
             const std::string chunk = stream.push(id);
-            EXPECT_TRUE(valid_utf8(chunk)) << "token " << id << " in [" << c["text"].get<std::string>() << "]";
+            EXPECT_TRUE(is_whole_utf8(chunk)) << "token " << id << " in [" << c["text"].get<std::string>() << "]";
             all += chunk;
         }
         all += stream.finish();
         const std::string whole = f.tokenizer->decode(ids);
-        if (valid_utf8(whole)) {
+        if (is_whole_utf8(whole)) {
             EXPECT_EQ(all, whole);
         }
     }

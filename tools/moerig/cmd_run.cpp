@@ -2,12 +2,14 @@
 // on the CPU, streaming it as it comes (whole UTF-8 characters only), then reports prompt and decode speed.
 // With --rig R [--plan P] [--spill] [--emulate-links] it runs sharded over the rig's cards as virtual cards
 // (and the host, for experts spilled to its RAM) and reports per card memory used vs predicted, busy time and
-// bytes moved. --batch N (or -f FILE, one prompt per line) decodes that many sequences together.
+// bytes moved; with --gpu N too, every card's experts run on GPU N, a virtual card per card. --batch N (or
+// -f FILE, one prompt per line) decodes that many sequences together.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "kernels/error.h"
@@ -18,6 +20,7 @@
 #include "runtime/utf8_stream.h"
 #include "tools/moerig/command.h"
 #ifdef MOERIG_HAVE_CUDA
+#include "runtime/cuda/cuda_card_experts.h"
 #include "runtime/cuda/cuda_model.h"
 #endif
 
@@ -44,7 +47,18 @@ struct RunArgs {
     int batch = 1;             // sharded: sequences decoded together, each from the prompt
     std::string prompts_file;  // sharded: one prompt per line, one sequence each (instead of -p)
     int gpu = -1;              // >= 0: run the forward pass on this CUDA GPU (runtime/cuda/cuda_model.h)
+    std::string kv_type;       // f32 | f16; empty: f32, or a --plan's own type
 };
+
+/// --kv-type as a type; nullopt when not given.
+std::optional<DType> kv_type_of(const RunArgs& a) {
+    if (a.kv_type.empty()) return std::nullopt;
+    return runtime::parse_kv_dtype(a.kv_type, "--kv-type");
+}
+
+std::string kv_type_name(DType dtype) {
+    return dtype == DType::F16 ? "f16" : "f32";
+}
 
 /// generate() on CUDA GPU a.gpu: the model's weights uploaded, KV cache and forward pass on the device.
 std::vector<int32_t> generate_on_gpu(const runtime::Model& model, int64_t ctx, std::span<const int32_t> prompt,
@@ -58,6 +72,17 @@ std::vector<int32_t> generate_on_gpu(const runtime::Model& model, int64_t ctx, s
 #else
     (void)model, (void)ctx, (void)prompt, (void)on_token, (void)st;
     MOERIG_THROW(UnsupportedError, "--gpu {}: this moerig was built without CUDA (configure with -DMOERIG_CUDA=ON)",
+                 a.gpu);
+#endif
+}
+
+/// --gpu with --rig or --plan: every card's experts on GPU a.gpu, one virtual card per card.
+runtime::CardExpertsFactory gpu_card_experts(const RunArgs& a) {
+#ifdef MOERIG_HAVE_CUDA
+    return runtime::cuda::cuda_card_experts(runtime::cuda::CudaCardExpertsOptions{.gpu_idx = a.gpu});
+#else
+    MOERIG_THROW(UnsupportedError,
+                 "--gpu {} with --rig/--plan: this moerig was built without CUDA (configure with -DMOERIG_CUDA=ON)",
                  a.gpu);
 #endif
 }
@@ -108,6 +133,8 @@ int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector
     req.quantize_8bit = a.int8_transfer;
     req.strategy = a.strategy;
     req.allow_host_spill = a.spill;
+    req.kv_dtype = kv_type_of(a);
+    if (a.gpu >= 0) req.card_experts = gpu_card_experts(a);
     const runtime::ShardedRunResult r = runtime::run_sharded(req);
     const auto& tok = model.tokenizer();
     std::vector<std::string> seq_texts;  // generated text of every sequence
@@ -137,12 +164,14 @@ int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector
                              {"bytes_sent", c.bytes_sent},
                              {"bytes_received", c.bytes_received},
                              {"busy_s", c.busy_s},
-                             {"modelled_link_s", c.modelled_link_s}});
+                             {"modelled_link_s", c.modelled_link_s},
+                             {"expert_backend_bytes", c.expert_backend_bytes}});
         }
         nlohmann::json j = {{"model", a.model},
                             {"rig", a.rig},
                             {"plan", a.plan},
                             {"strategy", r.strategy},
+                            {"kv_type", kv_type_name(r.kv_dtype)},
                             {"prompt_tokens", prompt},
                             {"tokens", r.tokens},
                             {"text", text},
@@ -173,10 +202,18 @@ int run_sharded(const RunArgs& a, const runtime::Model& model, const std::vector
                     human_bytes(c.predicted_bytes).c_str(), human_bytes(c.budget_bytes).c_str(),
                     human_bytes(c.bytes_sent).c_str(), human_bytes(c.bytes_received).c_str(), c.busy_s);
     }
+    if (a.gpu >= 0) {
+        std::printf("experts on GPU %d (a virtual card per card):", a.gpu);
+        for (const auto& c : r.cards)
+            if (c.expert_backend_bytes > 0)
+                std::printf(" %s %s", c.name.c_str(), human_bytes(static_cast<double>(c.expert_backend_bytes)).c_str());
+        std::printf("\n");
+    }
     std::printf(
-        "strategy %s | %zu sequence(s) | prompt %.2f tok/s | decode %.2f tok/s (planner predicts %.2f on the "
-        "real cards)%s\n",
-        r.strategy.c_str(), num_seqs, prompt_tps, r.decode_tokens_per_s, r.predicted_decode_tokens_per_s,
+        "strategy %s | %s KV | %zu sequence(s) | prompt %.2f tok/s | decode %.2f tok/s (planner predicts %.2f on "
+        "the real cards)%s\n",
+        r.strategy.c_str(), kv_type_name(r.kv_dtype).c_str(), num_seqs, prompt_tps, r.decode_tokens_per_s,
+        r.predicted_decode_tokens_per_s,
         req.emulate_links ? fmt::format(" | modelled link time {:.3f} s", r.modelled_link_s).c_str() : "");
     return 0;
 }
@@ -191,8 +228,6 @@ int run_generate(const RunArgs& a) {
     const auto& tok = model->tokenizer();
     MOERIG_CHECK(!a.prompt.empty() || !a.prompts_file.empty(), ConfigError,
                  "give a prompt (-p) or a prompts file (-f)");
-    MOERIG_CHECK(a.gpu < 0 || (a.rig.empty() && a.plan.empty()), ConfigError,
-                 "--gpu runs the model on one GPU; it does not combine with --rig or --plan");
     MOERIG_CHECK((a.batch == 1 && a.prompts_file.empty()) || !a.rig.empty() || !a.plan.empty(), ConfigError,
                  "--batch and -f run several sequences sharded: give --rig or --plan too");
     const std::vector<int32_t> prompt =
@@ -201,8 +236,13 @@ int run_generate(const RunArgs& a) {
     const int64_t ctx = a.ctx;
     MOERIG_CHECK(static_cast<int64_t>(prompt.size()) < ctx, ConfigError,
                  "the prompt has {} tokens but the context is {} (--ctx)", prompt.size(), ctx);
+    const std::optional<DType> kv_type = kv_type_of(a);  // refuses an unknown type before anything runs
+    MOERIG_CHECK(a.gpu < 0 || !a.rig.empty() || !a.plan.empty() || kv_type.value_or(DType::F32) == DType::F32,
+                 ConfigError, "--kv-type {}: the GPU session keeps an f32 KV cache", a.kv_type);
     if (!a.rig.empty() || !a.plan.empty()) return run_sharded(a, *model, prompt);
-    runtime::Session session(*model, ctx);
+    const DType kv_dtype = kv_type.value_or(DType::F32);
+    runtime::Session session(*model, ctx, nullptr,
+                             runtime::KvOptions{.dtype = kv_dtype, .max_step_rows = runtime::kSessionStepRows});
 
     runtime::Utf8Stream utf8;
     std::string text;
@@ -232,6 +272,7 @@ int run_generate(const RunArgs& a) {
                                   {"tokens", tokens},
                                   {"text", text},
                                   {"load_s", load_s},
+                                  {"kv_type", kv_type_name(kv_dtype)},
                                   {"prompt_tokens_per_s", prompt_tps},
                                   {"decode_tokens_per_s", decode_tps},
                                   {"threads", model->pool().num_threads()}};
@@ -284,7 +325,12 @@ const Registrar kRun(
         sub.add_option("--batch", a->batch, "sharded: sequences of the prompt decoded together")
             ->capture_default_str()
             ->check(CLI::PositiveNumber);
-        sub.add_option("--gpu", a->gpu, "run on this CUDA GPU (index; CUDA builds)")->check(CLI::NonNegativeNumber);
+        sub.add_option("--kv-type", a->kv_type,
+                       "KV cache type: f32 | f16 (half the memory). Default f32; with --plan, the plan's type");
+        sub.add_option("--gpu", a->gpu,
+                       "run on this CUDA GPU (index; CUDA builds); with --rig/--plan, every card's experts run on it "
+                       "as virtual cards")
+            ->check(CLI::NonNegativeNumber);
         sub.add_option("--threads-per-card", a->threads_per_card, "CPU threads per virtual card")
             ->capture_default_str()
             ->check(CLI::PositiveNumber);

@@ -7,6 +7,7 @@
 #include "formats/gguf.h"
 #include "kernels/error.h"
 #include "runtime/tokenizer.h"
+#include "runtime/utf8_stream.h"
 #include "tools/moerig/command.h"
 
 namespace moerig::cli {
@@ -20,23 +21,10 @@ struct TokenizeArgs {
     bool no_special = false;
 };
 
-bool valid_utf8(const std::string& s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-        if (len == 0 || i + len > s.size()) return false;
-        for (size_t k = 1; k < len; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-        i += len;
-    }
-    return true;
-}
-
 // A piece for people: control characters escaped, and every non-ASCII byte too when the piece is only part of
 // a UTF-8 character (byte tokens, split emoji).
 std::string printable(const std::string& piece) {
-    const bool whole = valid_utf8(piece);
+    const bool whole = runtime::is_whole_utf8(piece);
     std::string out;
     for (unsigned char c : piece) {
         if (c == '\n')
