@@ -18,9 +18,11 @@
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
+#include "tests/common/greedy_run.h"
 
 using moerig::DType;
 using namespace moerig::runtime;
+using moerig::test::nmse;
 
 namespace {
 
@@ -36,15 +38,6 @@ std::string model_path(const std::string& name) {
 
 int32_t argmax(const std::vector<float>& logits) {
     return static_cast<int32_t>(moerig::kernels::argmax(logits.data(), static_cast<int64_t>(logits.size())));
-}
-
-double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
 }
 
 struct Greedy {

@@ -32,6 +32,7 @@
 #include "runtime/moe.h"
 #include "runtime/session.h"
 #include "runtime/sharded_executor.h"
+#include "tests/integration/cuda/gpu_fixtures.h"
 #include "tests/integration/llamacpp_reference.h"
 
 namespace moerig::runtime::cuda {
@@ -39,46 +40,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using moerig::testing::LlamaCppReference;
-
-#define MOERIG_REQUIRE_GPU()                                                                   \
-    do {                                                                                       \
-        if (::moerig::cuda::device_count() < 1) GTEST_SKIP() << "no CUDA GPU on this machine"; \
-    } while (0)
+using namespace moerig::testing::gpu;
 
 constexpr size_t kBudget = size_t{256} << 20;
 constexpr int64_t kContext = 96;
 constexpr int kNumCards = 4;
 constexpr int kSteps = 8;
 constexpr double kQuantTieGap = 0.1;
-
-fs::path data_dir() {
-    const char* env = std::getenv("MOERIG_TEST_DATA_DIR");
-    return env != nullptr ? fs::path(env) : fs::path(MOERIG_TEST_DATA);
-}
-
-std::vector<fs::path> fixtures() {
-    return moerig::testing::reference_files(data_dir() / "models");
-}
-
-std::string fixture_name(const ::testing::TestParamInfo<fs::path>& info) {
-    std::string s = info.param.stem().string();
-    std::replace_if(
-        s.begin(), s.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
-    return s;
-}
-
-double top_gap(std::span<const float> logits) {
-    float a = -INFINITY, b = -INFINITY;
-    for (float v : logits) {
-        if (v > a) {
-            b = a;
-            a = v;
-        } else if (v > b) {
-            b = v;
-        }
-    }
-    return static_cast<double>(a) - static_cast<double>(b);
-}
 
 struct LayoutCase {
     const char* name;
@@ -227,21 +195,6 @@ TEST_P(CudaSharded, ACardWhoseExpertsExceedItsGpuBudgetIsRefusedByName) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaSharded, ::testing::ValuesIn(fixtures()), fixture_name);
-
-/// `moerig run ARGS --json` through the shell; MOERIG_CLI_BIN overrides the binary (prebuilt elsewhere).
-nlohmann::json run_json(const std::string& args) {
-    const char* bin = std::getenv("MOERIG_CLI_BIN");
-    const std::string cmd = std::string(bin != nullptr ? bin : MOERIG_CLI) + " run " + args + " --json 2>/dev/null";
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    EXPECT_NE(pipe, nullptr) << cmd;
-    if (pipe == nullptr) return {};
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-    EXPECT_EQ(::pclose(pipe), 0) << cmd;
-    return nlohmann::json::parse(out, nullptr, false);
-}
 
 TEST(CudaShardedCli, RunOnARigWithGpuExpertsGeneratesTheCpuRunsGreedyTokens) {
     MOERIG_REQUIRE_GPU();
