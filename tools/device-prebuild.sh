@@ -21,6 +21,16 @@ for b in "$BUILD_DIR"/tests/moerig_kernel_tests "$BUILD_DIR"/tests/moerig_integr
     cp "$b" "$OUT/bin/"
     strip "$OUT/bin/$(basename "$b")"
 done
+# The CPU benchmarks of the sharded runtime (virtual cards on the GPU host's many cores) without CUDA code, so
+# they stay small.
+cmake -S . -B "$BUILD_DIR-cpu" -DCMAKE_BUILD_TYPE=Release -DMOERIG_CUDA=OFF -DMOERIG_NATIVE=OFF \
+    -DCMAKE_CXX_FLAGS="-march=x86-64-v3" >/dev/null
+cpu_targets=(make_bench_model bench_calibrated bench_sharded)
+cmake --build "$BUILD_DIR-cpu" -j"$(nproc)" --target "${cpu_targets[@]}"
+for t in "${cpu_targets[@]}"; do
+    cp "$BUILD_DIR-cpu/bench/$t" "$OUT/bin/"
+    strip "$OUT/bin/$t"
+done
 # Shared libraries outside the C/C++ runtime and the CUDA driver stack travel with the binaries.
 keep_out='/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-x86-64|libcuda|libcublas|libcublasLt|libnccl)\.so'
 for b in "$OUT"/bin/*; do
