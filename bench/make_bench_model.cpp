@@ -69,8 +69,9 @@ int main(int argc, char** argv) {
     try {
         // MOERIG_TEST_DATA_DIR: the data folder when the binary was built elsewhere (tools/device-prebuild.sh).
         const char* data = std::getenv("MOERIG_TEST_DATA_DIR");
-        const std::string fixture = (data != nullptr ? std::string(data) : std::string(MOERIG_SOURCE_DIR) + "/tests/data") +
-                                    "/models/qwen3moe-q4_k_m.gguf";
+        const std::string fixture =
+            (data != nullptr ? std::string(data) : std::string(MOERIG_SOURCE_DIR) + "/tests/data") +
+            "/models/qwen3moe-q4_k_m.gguf";
         const moerig::formats::GgufModel tok(fixture);
         const std::vector<std::string> tokens = tok.get_strings("tokenizer.ggml.tokens");
         std::vector<int32_t> types;
