@@ -102,17 +102,6 @@ class RecordingBackend final : public CardExpertsBackend {
     LayerExperts experts_;
 };
 
-struct LayoutCase {
-    std::string name;
-    ShardLayout (*make)(const ModelHParams&);
-};
-
-const LayoutCase kLayouts[] = {
-    {"pipeline4", [](const ModelHParams& hp) { return ShardLayout::pipeline(hp, 4, kBudget); }},
-    {"expert_parallel4", [](const ModelHParams& hp) { return ShardLayout::expert_parallel(hp, 4, kBudget); }},
-    {"hybrid4", [](const ModelHParams& hp) { return ShardLayout::hybrid(hp, 4, 2, kBudget); }},
-};
-
 }  // namespace
 
 TEST(CardExpertUpload, EachCardUploadsItsSlotsAndTheBytesTheCpuCardCharges) {
@@ -211,7 +200,7 @@ TEST(CardExpertsFactory, EveryMoeLayerRunsThroughTheCardsBackendsAndGivesTheOneC
         Session session(*model, kContext);
         const GreedyRun ref =
             moerig::test::greedy([&](std::span<const int32_t> t) { return session.eval(t); }, kPrompt, kNumGenerated);
-        for (const LayoutCase& lc : kLayouts) {
+        for (const moerig::test::LayoutCase& lc : moerig::test::four_card_layouts()) {
             SCOPED_TRACE(lc.name);
             std::vector<RecordingBackend*> backends;
             std::vector<int> asked;
@@ -222,13 +211,11 @@ TEST(CardExpertsFactory, EveryMoeLayerRunsThroughTheCardsBackendsAndGivesTheOneC
                 backends.push_back(b.get());
                 return b;
             };
-            ShardedModel sharded(*model, lc.make(hp), options);
+            ShardedModel sharded(*model, lc.make(hp, kBudget), options);
             EXPECT_EQ(asked, (std::vector<int>{0, 1, 2, 3}));
             const GreedyRun run = moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); },
                                                        kPrompt, kNumGenerated);
-            EXPECT_EQ(run.tokens, ref.tokens);
-            for (size_t i = 0; i < ref.logits.size(); ++i)
-                EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;
+            moerig::test::expect_same_run(run, ref);
 
             // Each (token, expert) of every MoE layer ran once, on a card holding that expert.
             const auto shares = card_share_bytes(model->gguf(), hp, sharded.layout(), kContext);
@@ -279,8 +266,7 @@ TEST(CardExpertsFactory, HostsAndCardsWithoutABackendComputeFromTheMapping) {
     EXPECT_EQ(asked, (std::vector<int>{0, 1, 2})) << "the host participant gets no backend";
     const GreedyRun run =
         moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); }, kPrompt, kNumGenerated);
-    EXPECT_EQ(run.tokens, ref.tokens);
-    for (size_t i = 0; i < ref.logits.size(); ++i) EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;
+    moerig::test::expect_same_run(run, ref);
     EXPECT_EQ(sharded.card_experts(1), nullptr);
     EXPECT_EQ(sharded.card_experts(3), nullptr);
     EXPECT_EQ(sharded.card_stats()[1].expert_backend_bytes, 0u);

@@ -142,9 +142,7 @@ TEST(HostSpill, SpilledExpertsGiveTheOneCardTokensAndChargeOnlyTheHost) {
             ShardedModel sharded(*model, layout, ShardedOptions{.context = kContext, .emulate_links = true});
             const GreedyRun run = moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); },
                                                        kPrompt, kNumGenerated);
-            EXPECT_EQ(run.tokens, ref.tokens);
-            for (size_t i = 0; i < ref.logits.size(); ++i)
-                EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;
+            moerig::test::expect_same_run(run, ref);
 
             const auto shares = card_share_bytes(model->gguf(), hp, sharded.layout(), kContext);
             const auto stats = sharded.card_stats();
@@ -206,9 +204,7 @@ TEST(HostSpill, RigTooSmallForEveryExpertPlansWithSpillAndRunsTheOneCardTokens) 
                              plan_step_limits(plan, ShardedOptions{.context = kContext, .emulate_links = true}));
         const GreedyRun run =
             moerig::test::greedy([&](std::span<const int32_t> t) { return sharded.eval(t); }, kPrompt, kNumGenerated);
-        EXPECT_EQ(run.tokens, ref.tokens);
-        for (size_t i = 0; i < ref.logits.size(); ++i)
-            EXPECT_LE(nmse(run.logits[i], ref.logits[i]), 1e-6) << "step " << i;
+        moerig::test::expect_same_run(run, ref);
         size_t host_traffic = 0;
         for (const CardStats& s : sharded.card_stats()) {
             std::printf("%s %s: weights %zu (predicted %zu), peak %zu of %zu, sent %zu, received %zu\n", name,

@@ -13,6 +13,7 @@
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "runtime/sharded_executor.h"
+#include "tests/common/greedy_run.h"
 
 using namespace moerig::runtime;
 
@@ -71,17 +72,6 @@ std::vector<std::vector<int32_t>> greedy_batched(ShardedModel& sharded) {
     return out;
 }
 
-struct LayoutCase {
-    std::string name;
-    ShardLayout (*make)(const ModelHParams&);
-};
-
-const LayoutCase kLayouts[] = {
-    {"pipeline4", [](const ModelHParams& hp) { return ShardLayout::pipeline(hp, 4, kBudget); }},
-    {"expert_parallel4", [](const ModelHParams& hp) { return ShardLayout::expert_parallel(hp, 4, kBudget); }},
-    {"hybrid4", [](const ModelHParams& hp) { return ShardLayout::hybrid(hp, 4, 2, kBudget); }},
-};
-
 class ShardedBatchEquivalence : public ::testing::TestWithParam<std::string> {};
 
 /// Communication groups (hand-offs and dispatcher exchanges) completed so far, over all cards.
@@ -97,9 +87,9 @@ TEST_P(ShardedBatchEquivalence, EightSequencesTogetherGiveEachItsOneCardGreedyTo
     auto model = Model::load(model_path(GetParam()), ModelOptions{.num_threads = 1, .context = kContext});
     std::vector<std::vector<int32_t>> ref;
     for (int s = 0; s < kNumSeqs; ++s) ref.push_back(greedy_alone(*model, prompt_of(s)));
-    for (const LayoutCase& lc : kLayouts) {
+    for (const moerig::test::LayoutCase& lc : moerig::test::four_card_layouts()) {
         SCOPED_TRACE(lc.name);
-        ShardedModel sharded(*model, lc.make(model->hparams()),
+        ShardedModel sharded(*model, lc.make(model->hparams(), kBudget),
                              ShardedOptions{.context = kContext, .num_slots = kNumSeqs});
         const auto got = greedy_batched(sharded);
         for (int s = 0; s < kNumSeqs; ++s) EXPECT_EQ(got[s], ref[s]) << "sequence " << s;
