@@ -81,6 +81,12 @@ class GroupedCommunicator : public Communicator {
     virtual void issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) = 0;
     /// Counts an issued group's traffic in stats_ (self-sends count as neither sent nor received).
     void count_group(const std::vector<Op>& sends, const std::vector<Op>& recvs);
+    /// Drops a group left open by an error (its recorded sends and receives are never issued).
+    void forget_group() {
+        group_depth_ = 0;
+        sends_.clear();
+        recvs_.clear();
+    }
 
     CommStats stats_;
 

@@ -270,6 +270,16 @@ void LocalCommunicator::barrier() {
     w.throw_if_aborted(rank_);
 }
 
+void LocalCommunicator::recover() {
+    forget_group();
+    std::lock_guard lock(world_->mutex_);
+    LocalWorld& w = *world_;
+    for (auto& box : w.mailboxes_) box.clear();
+    w.aborted_ = false;
+    w.abort_reason_.clear();
+    w.barrier_count_ = 0;
+}
+
 void LocalCommunicator::abort(const std::string& reason) {
     std::lock_guard lock(world_->mutex_);
     world_->abort_locked(fmt::format("rank {}: {}", rank_, reason));

@@ -41,6 +41,11 @@ class LocalCommunicator final : public GroupedCommunicator {
     /// The link model shared by all ranks (nullptr without emulation).
     const LinkEmulation* links() const;
 
+    /// After an abort, once no rank is inside a call any more (their threads have returned): forgets the abort,
+    /// every undelivered message, a half-counted barrier and this rank's open group, so the ranks can
+    /// communicate again. Call it on every rank's communicator.
+    void recover();
+
     /// Compute clock (needs link emulation): the CPU time this rank's thread spends between communication
     /// calls moves the rank's virtual clock forward before its next group departs, so the emulation's clocks
     /// describe a rig on which every card computes on a processor of its own, whatever the host's core count:

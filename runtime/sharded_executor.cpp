@@ -271,8 +271,34 @@ std::vector<std::vector<float>> ShardedModel::eval(std::span<const SeqTokens> en
     const std::vector<BatchSegment> step = plan_batch(entries, n_past_, options_.context, "sharded eval");
     const int64_t num_rows = step.back().row_begin + step.back().num_tokens;
     const int64_t limit = options_.max_step_rows > 0 ? options_.max_step_rows : num_rows;
-    const int64_t n_vocab = model_.hparams().n_vocab;
     std::vector<std::vector<float>> out(entries.size());
+    const std::vector<int64_t> n_past_before = n_past_;
+    try {
+        run_step(entries, limit, out);
+    } catch (...) {
+        // Every card thread has returned (CardThreads::run joins them before rethrowing): the communicators can
+        // be recovered, and the slots go back to where they were. A ring cache that an earlier ubatch of this
+        // step advanced may have overwritten rows the restored position still sees: that slot starts over.
+        for (auto& comm : comms_) comm->recover();
+        for (size_t s = 0; s < n_past_.size(); ++s) {
+            const bool advanced = n_past_[s] != n_past_before[s];
+            n_past_[s] = n_past_before[s];
+            if (advanced && wraps(static_cast<int>(s))) n_past_[s] = 0;
+        }
+        throw;
+    }
+    return out;
+}
+
+bool ShardedModel::wraps(int slot_idx) const {
+    for (const auto& card : cards_) {
+        if (!card->kv.empty() && card->kv.at(static_cast<size_t>(slot_idx))->wraps()) return true;
+    }
+    return false;
+}
+
+void ShardedModel::run_step(std::span<const SeqTokens> entries, int64_t limit, std::vector<std::vector<float>>& out) {
+    const int64_t n_vocab = model_.hparams().n_vocab;
     std::vector<size_t> num_done(entries.size(), 0);  // tokens of each entry already evaluated
     size_t entry_idx = 0;
     while (entry_idx < entries.size()) {
@@ -304,7 +330,6 @@ std::vector<std::vector<float>> ShardedModel::eval(std::span<const SeqTokens> en
             from += num_values;
         }
     }
-    return out;
 }
 
 std::vector<float> ShardedModel::run_ubatch(std::span<const SeqTokens> entries,

@@ -78,7 +78,10 @@ class ShardedModel {
     std::vector<float> eval(std::span<const int32_t> tokens, bool all_logits = false);
     /// One step over several sequences (each slot at most once): attention per sequence on its own KV cache,
     /// one dispatcher exchange per MoE layer for all the tokens of a ubatch (options max_step_rows). Returns per
-    /// entry the logits of its last token (n_vocab), or of every token with all_logits.
+    /// entry the logits of its last token (n_vocab), or of every token with all_logits. A step that fails on a
+    /// card (out of memory, a backend error) is rethrown and leaves the model usable: every slot is back where
+    /// it was before the step, except a slot whose sliding-window ring an earlier ubatch of that step had already
+    /// advanced (its window may be overwritten), which is reset to empty.
     std::vector<std::vector<float>> eval(std::span<const SeqTokens> entries);
 
     int num_slots() const { return options_.num_slots; }
@@ -99,6 +102,10 @@ class ShardedModel {
   private:
     struct Card;
     class CardThreads;
+    /// The step's ubatches, one after the other (limit rows each); appends each entry's logits to out.
+    void run_step(std::span<const SeqTokens> entries, int64_t limit, std::vector<std::vector<float>>& out);
+    /// True when a stage card's KV cache of this slot keeps sliding-window layers in a ring.
+    bool wraps(int slot_idx) const;
     /// One ubatch: entries' tokens laid out by segments (num_out 0 for a sequence whose last token comes later).
     std::vector<float> run_ubatch(std::span<const SeqTokens> entries, std::span<const BatchSegment> segments);
     void run_card(int rank, std::span<const SeqTokens> entries, std::span<const BatchSegment> segments,

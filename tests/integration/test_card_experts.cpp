@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -79,11 +82,15 @@ class RecordingBackend final : public CardExpertsBackend {
     size_t weight_bytes() const override { return bytes_; }
 
     std::vector<Call> calls;
+    /// When set: calls left before one throws (shared by the cards' backends).
+    std::atomic<int64_t>* fail_countdown = nullptr;
 
   private:
     struct LayerExperts final : CardExperts {
         explicit LayerExperts(RecordingBackend& owner) : owner(owner) {}
         void run_expert(int expert_idx, const float* x, int64_t num_rows, float* y) override {
+            if (owner.fail_countdown != nullptr && owner.fail_countdown->fetch_sub(1) <= 0)
+                throw std::runtime_error("injected expert failure");
             owner.calls.push_back({layer_idx, expert_idx, num_rows});
             const LayerWeights& l = owner.model_.weights().layers.at(static_cast<size_t>(layer_idx));
             const int64_t n_ff = l.gate_exps.rows;
@@ -278,6 +285,40 @@ TEST(CardExpertsFactory, HostsAndCardsWithoutABackendComputeFromTheMapping) {
                 slots_of(sharded.layout().cards[static_cast<size_t>(c)], call.layer_idx).contains(call.expert_idx));
         }
     }
+}
+
+TEST(CardExpertsFactory, AStepThatFailsOnACardLeavesEverySlotWhereItWasAndTheModelUsable) {
+    auto model = load("qwen3moe-f32");
+    const ShardLayout layout = ShardLayout::expert_parallel(model->hparams(), 4, kBudget);
+    constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+    std::atomic<int64_t> countdown{kNever};
+    std::vector<RecordingBackend*> backends;
+    ShardedOptions options{.context = kContext, .max_step_rows = 4};
+    options.card_experts = [&](const CardExpertsRequest& r) {
+        auto b = std::make_unique<RecordingBackend>(r);
+        b->fail_countdown = &countdown;
+        backends.push_back(b.get());
+        return b;
+    };
+    ShardedModel sharded(*model, layout, options);
+    const std::span<const int32_t> prompt(kPrompt.data(), 8);  // two ubatches of 4 rows
+    // How many expert calls the first ubatch makes: the prompt's first 4 tokens alone.
+    sharded.eval(prompt.first(4));
+    int64_t first_ubatch_calls = 0;
+    for (RecordingBackend* b : backends) first_ubatch_calls += static_cast<int64_t>(b->calls.size());
+    ASSERT_GT(first_ubatch_calls, 0);
+    sharded.reset();
+    countdown = first_ubatch_calls;  // the second ubatch's first expert call throws
+    EXPECT_THROW(sharded.eval(prompt), std::runtime_error);
+    EXPECT_EQ(sharded.n_past(), 0);  // the first ubatch's positions are forgotten
+
+    // The model runs on: the same step now gives what a model that never failed gives.
+    countdown = kNever;
+    ShardedModel reference(*model, layout, ShardedOptions{.context = kContext, .max_step_rows = 4});
+    const std::vector<float> want = reference.eval(prompt);
+    const std::vector<float> got = sharded.eval(prompt);
+    EXPECT_LE(nmse(got, want), 1e-12);
+    EXPECT_EQ(sharded.n_past(), 8);
 }
 
 TEST(CardExpertsFactory, ABackendThatCannotBeMadeAbortsTheShardedModel) {
