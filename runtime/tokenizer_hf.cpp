@@ -231,8 +231,10 @@ void parse_decoder(const json& d, const std::string& path, HfTokenizerOptions& o
         for (size_t i = 0; i < list.size(); ++i)
             parse_decoder(list[i], path + ".decoders[" + std::to_string(i) + "]", o, source);
     } else if (type == "Strip") {
-        if (d.value("start", 0) >= 1 && d.value("content", std::string()) == " ")
-            o.strip = HfTokenizerOptions::Strip::kFirstSpace;
+        // "start" is read as a double: any JSON number converts to it, where a huge one would not fit an int.
+        const auto start = d.find("start");
+        const bool strips = start != d.end() && start->is_number() && start->get<double>() >= 1;
+        if (strips && d.value("content", std::string()) == " ") o.strip = HfTokenizerOptions::Strip::kFirstSpace;
     } else if (type == "Metaspace") {
         const std::string scheme = d.value("prepend_scheme", std::string());
         const bool prefix = scheme.empty() ? d.value("add_prefix_space", true) : scheme != "never";
