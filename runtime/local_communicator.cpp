@@ -52,6 +52,9 @@ class LocalWorld {
     std::string abort_reason_;
     int barrier_count_ = 0;
     uint64_t barrier_generation_ = 0;
+    // Exclusive compute clock: the rank computing now (-1: none); the others wait for it before they compute.
+    int compute_holder_ = -1;
+    std::condition_variable compute_cv_;
 
     void throw_if_aborted(int rank) const {
         if (aborted_) MOERIG_THROW(CommunicatorAborted, "communicator rank {}: aborted ({})", rank, abort_reason_);
@@ -65,6 +68,7 @@ class LocalWorld {
     }
     void notify_all_ranks() {
         for (auto& cv : cv_) cv.notify_all();
+        compute_cv_.notify_all();
     }
 };
 
@@ -90,21 +94,43 @@ double thread_cpu_s() {
 
 }  // namespace
 
-void LocalCommunicator::enable_compute_clock() {
+void LocalCommunicator::enable_compute_clock(bool exclusive) {
     MOERIG_CHECK(world_->links_, ConfigError,
                  "compute clock on rank {}: needs link emulation (the virtual clocks live there)", rank_);
     compute_clock_ = true;
+    exclusive_compute_ = exclusive;
     compute_mark_s_ = thread_cpu_s();
 }
 
 void LocalCommunicator::start_compute() {
-    if (compute_clock_) compute_mark_s_ = thread_cpu_s();
+    if (!compute_clock_) return;
+    if (exclusive_compute_) {
+        LocalWorld& w = *world_;
+        std::unique_lock lock(w.mutex_);
+        // After an abort the rank goes on without the token: its next communication call throws.
+        w.compute_cv_.wait(lock, [&] { return w.aborted_ || w.compute_holder_ < 0 || w.compute_holder_ == rank_; });
+        if (!w.aborted_) w.compute_holder_ = rank_;
+    }
+    compute_mark_s_ = thread_cpu_s();
 }
 
 void LocalCommunicator::account_compute() {
     if (!compute_clock_) return;
     std::lock_guard lock(world_->mutex_);
     account_compute_locked();
+}
+
+void LocalCommunicator::release_compute() {
+    if (!compute_clock_ || !exclusive_compute_) return;
+    std::lock_guard lock(world_->mutex_);
+    release_compute_locked();
+}
+
+void LocalCommunicator::release_compute_locked() {
+    if (exclusive_compute_ && world_->compute_holder_ == rank_) {
+        world_->compute_holder_ = -1;
+        world_->compute_cv_.notify_one();
+    }
 }
 
 void LocalCommunicator::account_compute_locked() {
@@ -114,6 +140,7 @@ void LocalCommunicator::account_compute_locked() {
     compute_mark_s_ = now;
     world_->links_->advance_to(rank_, world_->links_->clock_s(rank_) + delta);
     stats_.compute_s += delta;
+    release_compute_locked();
 }
 
 void LocalCommunicator::issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) {
@@ -278,6 +305,7 @@ void LocalCommunicator::recover() {
     w.aborted_ = false;
     w.abort_reason_.clear();
     w.barrier_count_ = 0;
+    w.compute_holder_ = -1;
 }
 
 void LocalCommunicator::abort(const std::string& reason) {
@@ -307,6 +335,7 @@ void run_on_ranks(const std::vector<std::unique_ptr<LocalCommunicator>>& comms, 
             threads.emplace_back([&, r] {
                 try {
                     fn(r);
+                    comms[r]->release_compute();
                 } catch (const CommunicatorAborted&) {
                     errors[r] = std::current_exception();
                     aborted[r] = true;

@@ -53,18 +53,29 @@ class LocalCommunicator final : public GroupedCommunicator {
     /// modelled, ordered by the real message dependencies. start_compute() marks the start of a step on the
     /// calling thread (CPU time before it does not count); account_compute() puts the time since the last
     /// mark (or communication call) on the clock, for compute that no message follows.
-    void enable_compute_clock();
+    /// exclusive: one rank computes at a time (start_compute waits for the others' compute to reach a
+    /// communication call or account_compute), so each card's compute is measured as if it had the host's caches
+    /// and DRAM bandwidth to itself, as a real card has its own memory; without it, ranks that compute at once on a
+    /// host share its DRAM and each one's CPU time grows with the others' traffic. Wall time grows, the clocks do
+    /// not. Deadlock-free as long as ranks wait for each other only in communication calls.
+    /// A rank's work must end with account_compute() or release_compute() (run_on_ranks calls the latter when fn
+    /// returns): every communication call ends by taking the exclusive right to compute again.
+    void enable_compute_clock(bool exclusive = true);
     void start_compute();
     void account_compute();
+    /// Gives up the exclusive right to compute without putting the time since the mark on the clock.
+    void release_compute();
 
   private:
     void issue_group(const std::vector<Op>& sends, const std::vector<Op>& recvs) override;
     /// Compute clock: CPU seconds since the mark, put on this rank's clock (caller holds the world's lock).
     void account_compute_locked();
+    void release_compute_locked();
 
     std::shared_ptr<LocalWorld> world_;
     int rank_;
     bool compute_clock_ = false;
+    bool exclusive_compute_ = false;
     double compute_mark_s_ = 0;  // thread CPU time of the last mark
 };
 

@@ -3,6 +3,11 @@
 // card, hand-off at stage boundaries, MoE through the dispatcher among the layer's participants.
 #include "runtime/sharded_executor.h"
 
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -49,9 +54,27 @@ class CardLayerExperts final : public CardExperts {
 /// One persistent thread per card (rank 0 runs on the caller's thread), so a decode step costs a
 /// wake-up per card rather than a thread start. A rank that throws aborts the communicator so no peer
 /// waits for it forever; the first rank's own error is rethrown by run().
+/// With one_core, every card's thread runs on one core (rank 0's, the caller's, only during run()).
 class ShardedModel::CardThreads {
   public:
-    explicit CardThreads(std::vector<LocalCommunicator*> comms) : comms_(std::move(comms)), errors_(comms_.size()) {
+    CardThreads(std::vector<LocalCommunicator*> comms, bool one_core)
+        : comms_(std::move(comms)), errors_(comms_.size()) {
+#ifdef __linux__
+        if (one_core) {
+            cpu_set_t allowed;
+            CPU_ZERO(&allowed);
+            if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) == 0) {
+                for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+                    if (CPU_ISSET(cpu, &allowed)) {
+                        CPU_ZERO(&core_);
+                        CPU_SET(cpu, &core_);
+                        pinned_ = true;
+                        break;
+                    }
+                }
+            }
+        }
+#endif
         for (int r = 1; r < static_cast<int>(comms_.size()); ++r) threads_.emplace_back([this, r] { loop(r); });
     }
     ~CardThreads() {
@@ -73,13 +96,37 @@ class ShardedModel::CardThreads {
             ++generation_;
         }
         start_cv_.notify_all();
-        call(0);
+        {
+            const PinCaller pin(*this);
+            call(0);
+        }
         std::unique_lock lock(mutex_);
         done_cv_.wait(lock, [&] { return remaining_ == 0; });
         rethrow_rank_error(errors_, aborted_);
     }
 
   private:
+    /// Runs the caller's thread on the card threads' core until destroyed (one_core), then where it was allowed.
+    struct PinCaller {
+        explicit PinCaller(const CardThreads& t) {
+#ifdef __linux__
+            if (t.pinned_ && pthread_getaffinity_np(pthread_self(), sizeof(saved_), &saved_) == 0)
+                restore_ = pthread_setaffinity_np(pthread_self(), sizeof(t.core_), &t.core_) == 0;
+#endif
+        }
+        ~PinCaller() {
+#ifdef __linux__
+            if (restore_) pthread_setaffinity_np(pthread_self(), sizeof(saved_), &saved_);
+#endif
+        }
+        PinCaller(const PinCaller&) = delete;
+        PinCaller& operator=(const PinCaller&) = delete;
+#ifdef __linux__
+        cpu_set_t saved_{};
+#endif
+        bool restore_ = false;
+    };
+
     void call(int rank) {
         try {
             (*fn_)(rank);
@@ -94,6 +141,9 @@ class ShardedModel::CardThreads {
         }
     }
     void loop(int rank) {
+#ifdef __linux__
+        if (pinned_) pthread_setaffinity_np(pthread_self(), sizeof(core_), &core_);
+#endif
         uint64_t seen = 0;
         for (;;) {
             {
@@ -117,7 +167,11 @@ class ShardedModel::CardThreads {
     const std::function<void(int)>* fn_ = nullptr;
     std::vector<std::exception_ptr> errors_;
     std::vector<bool> aborted_;
-    std::vector<std::jthread> threads_;
+#ifdef __linux__
+    cpu_set_t core_{};
+#endif
+    bool pinned_ = false;
+    std::vector<std::jthread> threads_;  // last: joined before the members they use go
 };
 
 struct ShardedModel::Card {
@@ -249,7 +303,7 @@ ShardedModel::ShardedModel(const Model& model, ShardLayout layout, const Sharded
     }
     std::vector<LocalCommunicator*> comm_ptrs;
     for (auto& c : comms_) comm_ptrs.push_back(c.get());
-    threads_ = std::make_unique<CardThreads>(std::move(comm_ptrs));
+    threads_ = std::make_unique<CardThreads>(std::move(comm_ptrs), options_.compute_clock);
     n_past_.assign(static_cast<size_t>(options_.num_slots), 0);
 }
 

@@ -33,6 +33,10 @@ struct ShardedOptions {
     /// per-core speed, with the emulated links, whatever the host's core count (LocalCommunicator::
     /// enable_compute_clock). Each step starts with the cards' clocks aligned (the next token needs the last
     /// one's logits). Needs threads_per_card == 1 (a card's helper threads are not on its thread's CPU clock).
+    /// The cards take turns to compute (exclusive compute clock), on one core (Linux), so each one is measured
+    /// with the host's DRAM bandwidth to itself, as a real card has its own memory, and without the cost of
+    /// waking an idle core or moving to a cold one (+20-35% CPU time for a 4-card pipeline on a 2-core VM when
+    /// its threads hopped between cores). Wall time is then the sum of the cards' compute.
     bool compute_clock = false;
     /// Rows (tokens of all sequences) per micro-batch: a longer step runs as several ubatches one after the
     /// other (KV positions continue, so the logits are those of one step), which bounds the residual stream and

@@ -3,6 +3,10 @@
 // tokens and logits within NMSE 1e-6; every card stays within its budget and holds exactly its share;
 // a layout needing more than a card's budget is refused before anything is loaded.
 #include <gtest/gtest.h>
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #include <cmath>
 #include <string>
@@ -157,6 +161,11 @@ TEST(Sharded, ComputeClockPutsEachCardsComputeOnItsOwnClockWithoutChangingResult
     ShardedModel plain(*model, pipeline, ShardedOptions{.context = kContext});
     const GreedyRun ref =
         moerig::test::greedy([&](std::span<const int32_t> t) { return plain.eval(t); }, kPrompt, kNumGenerated);
+#ifdef __linux__
+    // The cards compute on one core during a step (rank 0 on the caller's thread); the caller gets its CPUs back.
+    cpu_set_t before;
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(before), &before), 0);
+#endif
     for (const ShardLayout* layout : {&pipeline, &ep}) {
         ShardedModel timed(*model, *layout,
                            ShardedOptions{.context = kContext, .emulate_links = true, .compute_clock = true});
@@ -178,6 +187,11 @@ TEST(Sharded, ComputeClockPutsEachCardsComputeOnItsOwnClockWithoutChangingResult
             EXPECT_GE(timed.modelled_s(), sum);
         }
     }
+#ifdef __linux__
+    cpu_set_t after;
+    ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(after), &after), 0);
+    EXPECT_TRUE(CPU_EQUAL(&before, &after));
+#endif
     EXPECT_THROW(ShardedModel(*model, ep, ShardedOptions{.context = kContext, .compute_clock = true}),
                  moerig::ConfigError);
     EXPECT_THROW(

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <vector>
 
@@ -307,6 +308,69 @@ TEST(LinkEmulation, ComputeClockDelaysWhatTheComputingRankSendsAndNotTheWaitOfTh
             EXPECT_EQ(comms[1]->stats().compute_s, 0.0);
         }
     }
+}
+
+TEST(LinkEmulation, ExclusiveComputeClockLetsOneRankComputeAtATime) {
+    // Three compute segments per rank between ring exchanges: with the exclusive clock no two ranks are ever
+    // inside a segment together (the non-exclusive clock lets them share the host), and the clock still
+    // describes cards computing at once: each step costs one rank's compute + one message, not four.
+    constexpr int n = 4;
+    constexpr double compute_s = 0.01;
+    const LinkSpec link{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 5e-6};
+    auto links = std::make_shared<LinkEmulation>(std::vector<LinkSpec>(n, link));
+    auto comms = make_local_communicators(n, links);
+    for (auto& c : comms) c->enable_compute_clock(true);
+    std::atomic<int> inside{0}, most{0};
+    std::vector<std::vector<char>> out(n, std::vector<char>(4096, 1)), in(n, std::vector<char>(4096));
+    run_on_ranks(comms, [&](int r) {
+        comms[r]->start_compute();
+        for (int step = 0; step < 3; ++step) {
+            const int now = ++inside;
+            int seen = most.load();
+            while (now > seen && !most.compare_exchange_weak(seen, now)) {
+            }
+            spin_cpu(compute_s);
+            --inside;
+            comms[r]->group_start();
+            comms[r]->send(out[r].data(), out[r].size(), (r + 1) % n);
+            comms[r]->recv(in[r].data(), in[r].size(), (r + n - 1) % n);
+            comms[r]->group_end();
+        }
+        comms[r]->barrier();
+    });
+    EXPECT_EQ(most.load(), 1);
+    const double message = links->message_s(0, 1, 4096);
+    EXPECT_GE(links->clock_s(0), 3 * (compute_s + message));
+    EXPECT_LT(links->clock_s(0), 3 * (compute_s + message) + 0.015);
+}
+
+TEST(LinkEmulation, ExclusiveComputeClockSurvivesAnAbortWhileARankComputes) {
+    // Rank 0 fails while it holds the right to compute; the ranks waiting for it are released by the abort, and
+    // after recover() the next step computes normally.
+    constexpr int n = 3;
+    const LinkSpec link{.pcie_gen = 1, .lanes = 1, .p2p = false, .latency_s = 5e-6};
+    auto links = std::make_shared<LinkEmulation>(std::vector<LinkSpec>(n, link));
+    auto comms = make_local_communicators(n, links);
+    for (auto& c : comms) c->enable_compute_clock(true);
+    EXPECT_THROW(run_on_ranks(comms,
+                              [&](int r) {
+                                  comms[r]->start_compute();
+                                  if (r == 0) {
+                                      spin_cpu(0.005);
+                                      MOERIG_THROW(moerig::Error, "card 0 failed");
+                                  }
+                                  comms[r]->barrier();
+                              }),
+                 moerig::Error);
+    for (auto& c : comms) c->recover();
+    std::atomic<int> done{0};
+    run_on_ranks(comms, [&](int r) {
+        comms[r]->start_compute();
+        spin_cpu(0.002);
+        comms[r]->barrier();
+        ++done;
+    });
+    EXPECT_EQ(done.load(), n);
 }
 
 TEST(LocalCommunicator, ComputeClockNeedsLinkEmulation) {
