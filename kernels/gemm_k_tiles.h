@@ -18,18 +18,8 @@
 #include "kernels/error.h"
 #include "kernels/matmul.h"
 #include "kernels/quant_blocks.h"
+#include "kernels/simd_vnni512.h"
 #include "kernels/vec_dot.h"
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__F16C__)
-#define MOERIG_GEMM_VNNI512 1
-#include <immintrin.h>
-// GCC 12's AVX-512 intrinsics start some results from a self-initialised "undefined" vector, which its flow
-// analysis reports as uninitialised once inlined here (a known false positive of the headers).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#endif
 
 namespace moerig::kernels::gemm_k {
 
