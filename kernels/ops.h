@@ -27,6 +27,9 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n);
 /// gpt-oss SwiGLU (ggml swiglu_oai): g = min(gate, limit), u = clamp(up, -limit, limit),
 /// y = g * sigmoid(alpha * g) * (u + 1). gpt-oss uses alpha 1.702, limit 7.
 void swiglu_oai(const float* gate, const float* up, float* y, int64_t n, float alpha, float limit);
+/// gpt-oss's alpha and limit (llama.cpp build_moe_ffn, LLM_FFN_SWIGLU_OAI_MOE).
+inline constexpr float kSwigluOaiAlpha = 1.702f;
+inline constexpr float kSwigluOaiLimit = 7.0f;
 /// GELU, tanh approximation as ggml: 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))).
 void gelu(const float* x, float* y, int64_t n);
 

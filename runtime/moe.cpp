@@ -9,12 +9,6 @@
 
 namespace moerig::runtime {
 
-namespace {
-// gpt-oss's clamped SwiGLU constants (llama.cpp build_moe_ffn, LLM_FFN_SWIGLU_OAI_MOE).
-constexpr float kOaiAlpha = 1.702f;
-constexpr float kOaiLimit = 7.0f;
-}  // namespace
-
 void run_expert_rows(const LayerWeights& l, int64_t e, int64_t n_embd, const ExpertRows& r, kernels::ThreadPool& pool) {
     const int64_t n_ff = l.gate_exps.rows;
     kernels::TokenRows io{r.x, n_embd, r.x_rows, r.gate, n_ff, r.h_rows, r.num_rows};
@@ -30,7 +24,7 @@ void run_expert_rows(const LayerWeights& l, int64_t e, int64_t n_embd, const Exp
         if (gate_b) kernels::add(g, gate_b, g, n_ff);
         if (up_b) kernels::add(u, up_b, u, n_ff);
         if (l.swiglu_oai) {
-            kernels::swiglu_oai(g, u, g, n_ff, kOaiAlpha, kOaiLimit);
+            kernels::swiglu_oai(g, u, g, n_ff, kernels::kSwigluOaiAlpha, kernels::kSwigluOaiLimit);
         } else {
             kernels::swiglu(g, u, g, n_ff);
         }

@@ -6,6 +6,7 @@
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/permute.h"
 #include "kernels/error.h"
+#include "kernels/ops.h"
 
 namespace moerig::kernels::cuda {
 
@@ -37,7 +38,7 @@ void moe_ffn(const ExpertTensor& gate, const ExpertTensor& up, const ExpertTenso
     if (act == ExpertActivation::kSwiglu) {
         swiglu(g, u, g, num_slots * ffn, stream);
     } else {
-        swiglu_oai(g, u, g, num_slots * ffn, 1.702f, 7.0f, stream);
+        swiglu_oai(g, u, g, num_slots * ffn, kSwigluOaiAlpha, kSwigluOaiLimit, stream);
     }
     gemv_indexed(down.type, down.data, down.matrix_bytes(), hidden, ffn, expert_ids, num_slots, g, ffn, 1, y, hidden,
                  stream);

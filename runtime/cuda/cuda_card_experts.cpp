@@ -11,23 +11,15 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/gemv_dp4a.h"
+#include "kernels/cuda/matmul_path.h"
 #include "kernels/error.h"
+#include "kernels/ops.h"
 
 namespace moerig::runtime::cuda {
 
 namespace kc = kernels::cuda;
 
 namespace {
-
-// gpt-oss's clamped SwiGLU constants (as runtime/moe.cpp).
-constexpr float kOaiAlpha = 1.702f;
-constexpr float kOaiLimit = 7.0f;
-// Products of at most this many rows use the GEMV kernels (weights decoded in registers); more rows cuBLAS.
-constexpr int64_t kGemvMaxRows = 8;
-
-bool aligned(const void* p, size_t alignment) {
-    return reinterpret_cast<uintptr_t>(p) % alignment == 0;
-}
 
 size_t card_budget(const ShardCard& card, const CudaCardExpertsOptions& options) {
     return options.budget_bytes > 0 ? options.budget_bytes : card.budget_bytes;
@@ -136,13 +128,13 @@ float* CudaCardExperts::scratch(Buffer& buffer, int64_t num_floats) {
 void CudaCardExperts::matmul(const ExpertProjectionUpload& p, const void* w, const float* x, int64_t num_rows,
                              float* y) {
     const cudaStream_t stream = device_->stream();
-    if (options_.dp4a && num_rows <= kGemvMaxRows && kc::gemv_dp4a_supported(p.type) &&
-        aligned(w, kc::gemv_dp4a_weight_alignment(p.type))) {
+    const kc::MatmulPath path = kc::matmul_path(p.type, w, x, p.cols, num_rows, options_.dp4a);
+    if (path == kc::MatmulPath::kGemvDp4a) {
         const int64_t q8_bytes = kc::q8_activation_bytes(num_rows, p.cols);
         void* xq = scratch(q8_, (q8_bytes + 3) / 4);
         kc::quantize_q8_activations(x, num_rows, p.cols, xq, stream);
         kc::gemv_dp4a(p.type, w, p.rows, p.cols, xq, num_rows, y, stream);
-    } else if (num_rows <= kGemvMaxRows && p.cols % 4 == 0 && aligned(x, 16)) {
+    } else if (path == kc::MatmulPath::kGemv) {
         kc::gemv(p.type, w, p.rows, p.cols, x, num_rows, y, stream);
     } else {
         if (!cublas_) {  // on first use: a decode-only card never pays for a cuBLAS handle
@@ -179,7 +171,7 @@ void CudaCardExperts::run_expert(int64_t layer_idx, int expert_idx, const float*
     if (u.gate.has_bias) kc::add_bias_rows(g, d.gate_b.as<float>() + local * n_ff, num_rows, n_ff, stream);
     if (u.up.has_bias) kc::add_bias_rows(up, d.up_b.as<float>() + local * n_ff, num_rows, n_ff, stream);
     if (model_.weights().layers.at(static_cast<size_t>(layer_idx)).swiglu_oai) {
-        kc::swiglu_oai(g, up, g, num_rows * n_ff, kOaiAlpha, kOaiLimit, stream);
+        kc::swiglu_oai(g, up, g, num_rows * n_ff, kernels::kSwigluOaiAlpha, kernels::kSwigluOaiLimit, stream);
     } else {
         kc::swiglu(g, up, g, num_rows * n_ff, stream);
     }

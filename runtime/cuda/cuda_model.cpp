@@ -19,11 +19,13 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/gemv_dp4a.h"
+#include "kernels/cuda/matmul_path.h"
 #include "kernels/cuda/permute.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/router.h"
 #include "kernels/error.h"
+#include "kernels/ops.h"
 #include "kernels/quant.h"
 
 namespace moerig::runtime::cuda {
@@ -32,19 +34,10 @@ namespace kc = kernels::cuda;
 
 namespace {
 
-// gpt-oss's clamped SwiGLU constants (as runtime/moe.cpp).
-constexpr float kOaiAlpha = 1.702f;
-constexpr float kOaiLimit = 7.0f;
-// Batches up to this many tokens use the GEMV kernels (weights decoded in registers); larger ones cuBLAS.
-constexpr int64_t kGemvMaxTokens = 8;
 constexpr int64_t kMaxSlotsPerLaunch = 65535;
 
 int64_t round_up4(int64_t n) {
     return (n + 3) / 4 * 4;
-}
-
-bool aligned16(const void* p) {
-    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
 /// Host rows of w dequantised to F32 ([rows][cols], dense).
@@ -362,12 +355,12 @@ int32_t* CudaSession::i32(Slot slot, int64_t count) {
 }
 
 void CudaSession::matmul(const DeviceMatrix& w, const float* x, int64_t num_tokens, float* y) {
-    if (dp4a_ && num_tokens <= kGemvMaxTokens && kc::gemv_dp4a_supported(w.type) &&
-        reinterpret_cast<uintptr_t>(w.data) % kc::gemv_dp4a_weight_alignment(w.type) == 0) {
+    const kc::MatmulPath path = kc::matmul_path(w.type, w.data, x, w.cols, num_tokens, dp4a_);
+    if (path == kc::MatmulPath::kGemvDp4a) {
         void* xq = bytes(kQ8Activations, static_cast<size_t>(kc::q8_activation_bytes(num_tokens, w.cols)));
         kc::quantize_q8_activations(x, num_tokens, w.cols, xq, stream_);
         kc::gemv_dp4a(w.type, w.data, w.rows, w.cols, xq, num_tokens, y, stream_);
-    } else if (num_tokens <= kGemvMaxTokens && w.cols % 4 == 0 && aligned16(x)) {
+    } else if (path == kc::MatmulPath::kGemv) {
         kc::gemv(w.type, w.data, w.rows, w.cols, x, num_tokens, y, stream_);
     } else {
         float* scratch = w.type == DType::F32 ? nullptr : f32(kGemmScratch, model_.gemm_scratch_elems());
@@ -606,7 +599,7 @@ void CudaSession::ffn(int64_t layer_idx, float* x, int64_t num_tokens) {
     if (l.gate_exps_b) kc::add_indexed_bias(g, n_ff, l.gate_exps_b, ids, num_slots, n_ff, stream_);
     if (l.up_exps_b) kc::add_indexed_bias(u, n_ff, l.up_exps_b, ids, num_slots, n_ff, stream_);
     if (l.swiglu_oai) {
-        kc::swiglu_oai(g, u, g, num_slots * n_ff, kOaiAlpha, kOaiLimit, stream_);
+        kc::swiglu_oai(g, u, g, num_slots * n_ff, kernels::kSwigluOaiAlpha, kernels::kSwigluOaiLimit, stream_);
     } else {
         kc::swiglu(g, u, g, num_slots * n_ff, stream_);
     }

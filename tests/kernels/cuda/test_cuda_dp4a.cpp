@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/cuda/gemv_dp4a.h"
+#include "kernels/cuda/matmul_path.h"
 #include "kernels/error.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
@@ -77,6 +78,21 @@ TEST(CudaDp4a, RejectsOtherTypesAndPartialBlocks) {
     EXPECT_THROW(gemv_dp4a(DType::Q8_0, buf.get(), 4, 40, buf.get(), 1, y.get(), nullptr), ConfigError);
     EXPECT_FALSE(gemv_dp4a_supported(DType::F16));
     EXPECT_EQ(q8_activation_bytes(2, 64), 128 + 2 * 2 * 4 + 2 * 2 * 4);  // values, scales, sums
+}
+
+TEST(CudaMatmulPath, PicksTheKernelByBatchTypeAndAlignment) {
+    // A host decision (no GPU needed): addresses stand for device pointers.
+    alignas(16) static const unsigned char w[64] = {}, x[64] = {};
+    const auto* xf = reinterpret_cast<const float*>(x);
+    EXPECT_EQ(matmul_path(DType::Q4_K, w, xf, 256, 1, true), MatmulPath::kGemvDp4a);
+    EXPECT_EQ(matmul_path(DType::Q4_K, w, xf, 256, kGemvMaxVecs, true), MatmulPath::kGemvDp4a);
+    EXPECT_EQ(matmul_path(DType::Q4_K, w, xf, 256, kGemvMaxVecs + 1, true), MatmulPath::kGemm);
+    EXPECT_EQ(matmul_path(DType::Q4_K, w, xf, 256, 1, false), MatmulPath::kGemv);
+    EXPECT_EQ(matmul_path(DType::Q4_K, w + 2, xf, 256, 1, true), MatmulPath::kGemv);      // Q4_K needs 16-byte weights
+    EXPECT_EQ(matmul_path(DType::Q8_0, w + 2, xf, 256, 1, true), MatmulPath::kGemvDp4a);  // Q8_0: 2 bytes
+    EXPECT_EQ(matmul_path(DType::F16, w, xf, 256, 1, true), MatmulPath::kGemv);           // no int8 path for F16
+    EXPECT_EQ(matmul_path(DType::F16, w, xf + 1, 256, 1, true), MatmulPath::kGemm);       // x not 16-byte aligned
+    EXPECT_EQ(matmul_path(DType::F16, w, xf, 258, 1, true), MatmulPath::kGemm);           // columns not a multiple of 4
 }
 
 }  // namespace
