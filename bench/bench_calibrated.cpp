@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "formats/gguf.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -40,6 +41,7 @@
 #include "sharding/cost_coefficients.h"
 
 using namespace moerig::runtime;
+using moerig::bench::nmse;
 namespace coeff = moerig::sharding::coeff;
 
 namespace {
@@ -144,15 +146,6 @@ std::pair<std::vector<int32_t>, double> decode(Eval&& eval, int num_tokens, std:
 /// turns those last-bit differences into a few rounding flips. On this 8-layer Q8_0 model that is NMSE ~4e-5 per
 /// step, at most ~1e-3 over 32 steps; a wrong expert, weight or row would be NMSE > 0.1.
 constexpr double kMaxNmse = 1e-2;
-
-double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
-}
 
 /// Decode tokens/s of one run on the compute clock (a model with ShardedOptions::compute_clock, links modelled and
 /// not slept), the reference tokens forced.

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 
+#include "bench/bench_util.h"
 #include "kernels/cuda/argmax.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
@@ -40,6 +41,7 @@
 namespace {
 
 using moerig::DType;
+using moerig::bench::nmse;
 namespace kc = moerig::kernels::cuda;
 
 constexpr int64_t kHidden = 4096, kFfn = 14336, kExperts = 8, kUsed = 2, kHeads = 32, kKvHeads = 8, kHeadDim = 128;
@@ -248,16 +250,6 @@ double memcpy_gbs(cudaStream_t s, size_t bytes) {
     return 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
 }
 
-double nmse(const std::vector<float>& ref, const std::vector<float>& got) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        err += (ref[i] - got[i]) * static_cast<double>(ref[i] - got[i]);
-        norm += static_cast<double>(ref[i]) * ref[i];
-    }
-    return err / norm;
-}
-
 /// Host copy of the int8 activations quantize_q8_activations wrote for num_vecs vectors of num_cols values.
 struct HostActivations {
     std::vector<int32_t> q;  // int8 values, 4-byte aligned
@@ -304,7 +296,7 @@ bool validate(const Model& m, Step& st, cudaStream_t s) {
     MOERIG_CUDA_CHECK(cudaMemcpy(yh.data(), y.get(), kRows * 4, cudaMemcpyDeviceToHost));
     moerig::kernels::matmul_ref(moerig::kernels::WeightView::dense(kType, kRows, kHidden, w.data()), xh.data(), 1,
                                 ref.data());
-    const double float_nmse = nmse(ref, yh);
+    const double float_nmse = nmse(yh, ref);
     fmt::print("validate: Q4_K GEMV vs CPU matmul_ref on {} rows: NMSE {:.3g}\n", kRows, float_nmse);
 
     kc::quantize_q8_activations(x.get<float>(), 1, kHidden, st.xq.get(), s);
@@ -314,7 +306,7 @@ bool validate(const Model& m, Step& st, cudaStream_t s) {
     const HostActivations act(st.xq.get(), 1, kHidden);
     const size_t row_b = matrix_bytes(1, kHidden);
     for (int64_t r = 0; r < kRows; ++r) ref_dp4a[r] = act.row_dot(w.data() + r * row_b, kHidden, 0);
-    const double dp4a_nmse = nmse(ref_dp4a, yh), dp4a_float_nmse = nmse(ref, yh);
+    const double dp4a_nmse = nmse(yh, ref_dp4a), dp4a_float_nmse = nmse(yh, ref);
     fmt::print("validate: Q4_K DP4A GEMV vs host block dots: NMSE {:.3g}; vs matmul_ref (int8 activations) {:.3g}\n",
                dp4a_nmse, dp4a_float_nmse);
 
@@ -330,7 +322,7 @@ bool validate(const Model& m, Step& st, cudaStream_t s) {
                                      cudaMemcpyDeviceToHost));
         MOERIG_CUDA_CHECK(cudaMemcpy(got.data(), y.get<float>() + j * kFfn, kRows * 4, cudaMemcpyDeviceToHost));
         for (int64_t r = 0; r < kRows; ++r) want[r] = act.row_dot(w.data() + r * row_b, kHidden, 0);
-        indexed_nmse = std::max(indexed_nmse, nmse(want, got));
+        indexed_nmse = std::max(indexed_nmse, nmse(got, want));
     }
     fmt::print("validate: Q4_K DP4A expert-indexed GEMV (experts {} and {}) vs host block dots: NMSE {:.3g}\n",
                experts[0], experts[1], indexed_nmse);

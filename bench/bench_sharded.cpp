@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "kernels/ops.h"
 #include "runtime/batch.h"
 #include "runtime/model.h"
@@ -32,6 +33,7 @@
 #include "runtime/sharded_run.h"
 
 using namespace moerig::runtime;
+using moerig::bench::nmse;
 
 namespace {
 
@@ -66,15 +68,6 @@ std::vector<std::vector<int32_t>> batch_prompts(int64_t n_vocab) {
         for (int i = 0; i < 4 + s % 8; ++i) prompts[s].push_back(static_cast<int32_t>((97 * s + 31 * i + 3) % n_vocab));
     }
     return prompts;
-}
-
-double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-        norm += double(ref[i]) * ref[i];
-    }
-    return err / norm;
 }
 
 /// All prompts in one step, then num_steps greedy steps of one token per sequence; eval is a BatchSession's or a
