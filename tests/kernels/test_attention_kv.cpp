@@ -10,6 +10,7 @@
 #include "kernels/error.h"
 #include "kernels/quant.h"
 #include "kernels/threadpool.h"
+#include "tests/kernels/attention_cases.h"
 #include "tests/kernels/kernel_test_util.h"
 
 using moerig::kernels::attention;
@@ -17,65 +18,16 @@ using moerig::kernels::attention_ref;
 using moerig::kernels::AttentionIo;
 using moerig::kernels::AttentionParams;
 using moerig::kernels::ThreadPool;
+using moerig::testing::kAttentionCases;
+using moerig::testing::make_attention_tensors;
 using moerig::testing::nmse;
-using moerig::testing::random_values;
 
 namespace {
-
-struct Case {
-    int64_t heads, kv_heads, dim, v_dim, tokens, kv_len, window;
-    float cap;
-    bool sinks, shared_kv;
-};
-
-// Decode and prefill, GQA, gpt-oss window + sinks, soft cap, MLA absorbed (V = head of K), odd head sizes.
-const Case kCases[] = {
-    {8, 2, 64, 64, 1, 300, 0, 0.0f, false, false}, {4, 4, 32, 32, 5, 77, 0, 0.0f, false, false},
-    {8, 1, 48, 48, 3, 200, 50, 0.0f, true, false}, {6, 3, 40, 40, 2, 130, 0, 30.0f, false, false},
-    {16, 1, 72, 64, 2, 90, 0, 0.0f, false, true},  {4, 2, 19, 13, 4, 45, 9, 0.0f, true, false},
-};
 
 std::vector<uint16_t> to_f16(const std::vector<float>& v) {
     std::vector<uint16_t> h(v.size());
     moerig::kernels::quantize_row(moerig::DType::F16, v.data(), h.data(), static_cast<int64_t>(v.size()));
     return h;
-}
-
-struct Tensors {
-    std::vector<float> q, k, v, sinks;
-    AttentionParams p;
-    AttentionIo io;  // F32 k/v, out unset
-};
-
-Tensors make(const Case& c) {
-    Tensors t;
-    t.q = random_values(c.tokens * c.heads * c.dim, 1);
-    t.k = random_values(c.kv_len * c.kv_heads * c.dim, 2);
-    t.v = random_values(c.kv_len * c.kv_heads * c.v_dim, 3);
-    t.sinks = random_values(c.heads, 4);
-    t.p.num_heads = c.heads;
-    t.p.num_kv_heads = c.kv_heads;
-    t.p.head_dim = c.dim;
-    t.p.v_head_dim = c.v_dim;
-    t.p.scale = 1.0f / std::sqrt(static_cast<float>(c.dim));
-    t.p.soft_cap = c.cap;
-    t.p.sliding_window = c.window;
-    t.p.sinks = c.sinks ? t.sinks.data() : nullptr;
-    AttentionIo& io = t.io;
-    io.q = t.q.data();
-    io.q_token_stride = c.heads * c.dim;
-    io.q_head_stride = c.dim;
-    io.k = t.k.data();
-    io.k_token_stride = c.kv_heads * c.dim;
-    io.k_head_stride = c.dim;
-    io.v = c.shared_kv ? t.k.data() : t.v.data();
-    io.v_token_stride = c.shared_kv ? io.k_token_stride : c.kv_heads * c.v_dim;
-    io.v_head_stride = c.shared_kv ? c.dim : c.v_dim;
-    io.num_tokens = c.tokens;
-    io.kv_len = c.kv_len;
-    io.out_token_stride = c.heads * c.v_dim;
-    io.out_head_stride = c.v_dim;
-    return t;
 }
 
 std::vector<float> run(const AttentionParams& p, AttentionIo io, size_t n, ThreadPool* pool) {
@@ -94,8 +46,8 @@ std::vector<float> run(const AttentionParams& p, AttentionIo io, size_t n, Threa
 TEST(AttentionKv, F16CacheFastPathMatchesItsReferenceAndStaysCloseToTheF32Reference) {
     ThreadPool pool(3);
     double worst = 0;
-    for (const Case& c : kCases) {
-        Tensors t = make(c);
+    for (const auto& c : kAttentionCases) {
+        auto t = make_attention_tensors(c);
         const size_t n = static_cast<size_t>(c.tokens * c.heads * c.v_dim);
         const std::vector<float> ref32 = run(t.p, t.io, n, nullptr);
         const std::vector<uint16_t> k16 = to_f16(t.k), v16 = to_f16(t.v);
@@ -121,9 +73,9 @@ TEST(AttentionKv, RingOfSlotsGivesTheLinearCachesOutputBitForBit) {
     // positions hold garbage that a window <= ring - tokens + 1 never reads.
     ThreadPool pool(2);
     for (const bool half : {false, true}) {
-        for (const Case& c : kCases) {
+        for (const auto& c : kAttentionCases) {
             if (c.window == 0) continue;
-            Tensors t = make(c);
+            auto t = make_attention_tensors(c);
             const int64_t ring = c.window + c.tokens - 1;
             const int64_t k_row = t.io.k_token_stride, v_row = t.io.v_token_stride;
             std::vector<float> k_ring(static_cast<size_t>(ring * k_row), 1e30f);

@@ -11,6 +11,7 @@
 #include "kernels/ops.h"
 #include "kernels/rope.h"
 #include "kernels/router.h"
+#include "tests/kernels/attention_cases.h"
 #include "tests/kernels/kernel_test_util.h"
 
 using namespace moerig;
@@ -204,47 +205,11 @@ TEST(AttentionRef, CausalMaskAndSlidingWindowHideKeys) {
 
 TEST(Attention, FastMatchesReferenceOverGqaWindowsCapsSinksAndMlaShapes) {
     ThreadPool pool(3);
-    struct Case {
-        int64_t heads, kv_heads, dim, v_dim, tokens, kv_len, window;
-        float cap;
-        bool sinks, shared_kv;
-    };
-    const Case cases[] = {
-        {8, 2, 64, 64, 1, 300, 0, 0.0f, false, false},   // decode, GQA, several key chunks
-        {4, 4, 32, 32, 5, 77, 0, 0.0f, false, false},    // prefill, MHA
-        {8, 1, 48, 48, 3, 200, 50, 0.0f, true, false},   // gpt-oss style: window and sinks
-        {6, 3, 40, 40, 2, 130, 0, 30.0f, false, false},  // soft cap
-        {16, 1, 72, 64, 2, 90, 0, 0.0f, false, true},    // MLA absorbed: V is the first 64 values of K
-    };
-    for (const auto& c : cases) {
-        const auto q = random_values(c.tokens * c.heads * c.dim, 1);
-        const auto k = random_values(c.kv_len * c.kv_heads * c.dim, 2);
-        const auto v = random_values(c.kv_len * c.kv_heads * c.v_dim, 3);
-        const auto sinks = random_values(c.heads, 4);
-        AttentionParams p;
-        p.num_heads = c.heads;
-        p.num_kv_heads = c.kv_heads;
-        p.head_dim = c.dim;
-        p.v_head_dim = c.v_dim;
-        p.scale = 1.0f / std::sqrt(static_cast<float>(c.dim));
-        p.soft_cap = c.cap;
-        p.sliding_window = c.window;
-        p.sinks = c.sinks ? sinks.data() : nullptr;
+    for (const auto& c : moerig::testing::kAttentionCases) {
+        auto t = moerig::testing::make_attention_tensors(c);
+        const AttentionParams& p = t.p;
+        AttentionIo& io = t.io;
         std::vector<float> out(c.tokens * c.heads * c.v_dim, NAN), out_ref(out.size());
-        AttentionIo io;
-        io.q = q.data();
-        io.q_token_stride = c.heads * c.dim;
-        io.q_head_stride = c.dim;
-        io.k = k.data();
-        io.k_token_stride = c.kv_heads * c.dim;
-        io.k_head_stride = c.dim;
-        io.v = c.shared_kv ? k.data() : v.data();
-        io.v_token_stride = c.shared_kv ? io.k_token_stride : c.kv_heads * c.v_dim;
-        io.v_head_stride = c.shared_kv ? c.dim : c.v_dim;
-        io.num_tokens = c.tokens;
-        io.kv_len = c.kv_len;
-        io.out_token_stride = c.heads * c.v_dim;
-        io.out_head_stride = c.v_dim;
         io.out = out_ref.data();
         attention_ref(p, io);
         io.out = out.data();
